@@ -1,0 +1,59 @@
+"""Segmentation networks of the bundle, selectable by name from the configs (``network_name``).
+
+All return logits with ``out_channels`` channels (1 for the binary spine task, 26 for background + VerSe ids 1-25).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .context_block import ContextBlock
+from .resunet import ResUNet
+from .residual_block import ResidualBlock
+from .spine_context_resunet import SpineContextResUNet
+from .swin_unetr import SwinUNETRConstrained
+from .unet3d import UNet3D
+
+NETWORKS: dict[str, type[nn.Module]] = {
+    "spine_context_resunet": SpineContextResUNet,
+    "resunet": ResUNet,
+    "unet3d": UNet3D,
+    "swin_unetr": SwinUNETRConstrained,
+}
+
+
+def build_network(name: str = "spine_context_resunet", in_channels: int = 1, out_channels: int = 1, **kwargs) -> nn.Module:
+    """Instantiate a network of :data:`NETWORKS` by name, e.g. ``build_network("resunet", out_channels=26)``."""
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network '{name}': choose one of {', '.join(sorted(NETWORKS))}")
+    return NETWORKS[name](in_channels=in_channels, out_channels=out_channels, **kwargs)
+
+
+def patch_divisor(name: str) -> int:
+    """The number every patch dimension of network ``name`` must be divisible by (2 ** number of poolings)."""
+    net_cls = NETWORKS[name]
+    divisor = getattr(net_cls, "divisor", None)
+    if isinstance(divisor, int):
+        return divisor
+    return build_network(name).divisor
+
+
+def check_patch_size(name: str, patch_size) -> None:
+    """Raise a one-line ValueError naming the network and the rule when ``patch_size`` does not fit it."""
+    div = patch_divisor(name)
+    bad = [int(s) for s in patch_size if int(s) % div]
+    if bad:
+        raise ValueError(f"network '{name}' needs every patch dimension divisible by {div}; got {list(patch_size)}")
+
+
+__all__ = [
+    "NETWORKS",
+    "ContextBlock",
+    "ResUNet",
+    "ResidualBlock",
+    "SpineContextResUNet",
+    "SwinUNETRConstrained",
+    "UNet3D",
+    "build_network",
+    "check_patch_size",
+    "patch_divisor",
+]
