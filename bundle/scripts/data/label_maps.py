@@ -1,0 +1,91 @@
+"""Named label mappings, so real data sets with different label conventions are used without converting files.
+
+The bundle's target label space is VerSe: 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 28 T13, 0 background.
+
+* ``"verse"``: identity on the VerSe vertebra ids (1..25, 28); every other value -> 0.
+* ``"totalseg"``: TotalSegmentator v2 "total" ids 27 (L5) .. 50 (C1) -> VerSe id ``51 - t``;
+  25 sacrum, 26 S1, 79 spinal cord and every other value -> 0.
+* a dict ``{source_id: verse_id}`` (keys may be strings, as they come from JSON); unlisted values -> 0.
+
+``binary=True`` is applied after the mapping: any vertebra -> 1.
+
+The remapping is a single vectorised look-up-table gather (numpy or torch), so it is cheap on full volumes.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+__all__ = ["VERSE_IDS", "LABEL_MAPS", "get_label_map", "lookup_table", "remap"]
+
+#: VerSe vertebra ids: C1..C7, T1..T12, L1..L6 and T13 (28). 26/27 (sacrum/coccyx in some releases) are not used.
+VERSE_IDS: tuple[int, ...] = tuple(range(1, 26)) + (28,)
+
+#: Built-in named maps (source id -> VerSe id); values not listed map to 0.
+LABEL_MAPS: dict[str, dict[int, int]] = {
+    "verse": {i: i for i in VERSE_IDS},
+    "totalseg": {t: 51 - t for t in range(27, 51)},
+}
+
+
+def get_label_map(label_map: str | Mapping | None) -> dict[int, int]:
+    """Resolve a label-map name (case-insensitive) or a ``{source: target}`` mapping to ``dict[int, int]``.
+
+    ``None`` means ``"verse"``. Raises ``ValueError`` for an unknown name or a non-integer / negative id.
+    """
+    if label_map is None:
+        label_map = "verse"
+    if isinstance(label_map, str):
+        key = label_map.strip().lower()
+        if key not in LABEL_MAPS:
+            raise ValueError(f"unknown label map {label_map!r}; known: {sorted(LABEL_MAPS)} (or pass a dict)")
+        return dict(LABEL_MAPS[key])
+    if not isinstance(label_map, Mapping):
+        raise ValueError(f"label map must be a name or a dict, got {type(label_map).__name__}")
+    out: dict[int, int] = {}
+    for k, v in label_map.items():
+        try:
+            src, dst = int(k), int(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"label map entries must be integers, got {k!r}: {v!r}") from None
+        if src < 0 or dst < 0:
+            raise ValueError(f"label map ids must be non-negative, got {k!r}: {v!r}")
+        out[src] = dst
+    return out
+
+
+def lookup_table(label_map: str | Mapping | None = "verse", binary: bool = False) -> np.ndarray:
+    """Return an int64 LUT of length ``max(source id) + 2``; its last entry (0) receives out-of-range values."""
+    mapping = get_label_map(label_map)
+    lut = np.zeros(max(mapping, default=0) + 2, dtype=np.int64)
+    for src, dst in mapping.items():
+        lut[src] = dst
+    if binary:
+        lut = (lut > 0).astype(np.int64)
+    return lut
+
+
+def remap(label_array, label_map: str | Mapping | None = "verse", binary: bool = False):
+    """Map label values through ``label_map`` (then to {0, 1} if ``binary``); values not in the map -> 0.
+
+    Works on numpy arrays and torch tensors (MetaTensor in -> MetaTensor out with the same meta, via
+    ``monai.utils.convert_to_dst_type``); the output has the input's type, dtype, device and shape.
+    Float inputs are rounded to the nearest integer before the look-up (labels loaded as float32).
+    """
+    from monai.utils import convert_to_dst_type
+
+    lut_np = lookup_table(label_map, binary)
+    n = len(lut_np)
+    if isinstance(label_array, torch.Tensor):
+        t = label_array.as_tensor() if hasattr(label_array, "as_tensor") else label_array
+        idx = torch.round(t).long() if t.is_floating_point() else t.long()
+        idx = torch.where((idx < 0) | (idx >= n - 1), n - 1, idx)
+        out = torch.as_tensor(lut_np, device=t.device)[idx]
+    else:
+        arr = np.asarray(label_array)
+        idx = np.rint(arr).astype(np.int64) if arr.dtype.kind == "f" else arr.astype(np.int64, copy=False)
+        idx = np.where((idx < 0) | (idx >= n - 1), n - 1, idx)
+        out = lut_np[idx]
+    return convert_to_dst_type(out, dst=label_array, dtype=label_array.dtype)[0]
