@@ -22,7 +22,7 @@ class RemapLabelsd(MapTransform):
         keys: label keys to remap.
         label_map: default map: ``"verse"``, ``"totalseg"`` or a ``{source: verse_id}`` dict.
         label_map_key: data-dict key holding a per-case map that overrides ``label_map`` when present and not
-            None (datalist entries may carry ``"label_map": "totalseg"``). The key itself is left in the dict.
+            None (datalist entries may carry ``"label_map": "totalseg"``). The key is removed from the dict.
         binary: after mapping, any vertebra -> 1.
         allow_missing_keys: do not raise if a key is missing.
 
@@ -46,8 +46,12 @@ class RemapLabelsd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         label_map = self.label_map
-        if self.label_map_key is not None and d.get(self.label_map_key) is not None:
-            label_map = d[self.label_map_key]
+        if self.label_map_key is not None:
+            # the per-case key is consumed here: MONAI's spatial transforms treat any "label_*" entry as the
+            # label's meta dict, and a batch mixing cases with and without the key would not collate
+            case_map = d.pop(self.label_map_key, None)
+            if case_map is not None:
+                label_map = case_map
         for key in self.key_iterator(d):
             d[key] = remap(d[key], label_map, self.binary)
         return d

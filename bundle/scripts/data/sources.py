@@ -1,0 +1,82 @@
+"""Where the configs' cases come from: a user's data set, or else the built-in phantom set (generated once, cached)."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def training_data(
+    dataset_dir: str | None = None,
+    datalist: str | None = None,
+    phantom_dir: str = "data/phantom",
+    n_phantoms: int = 10,
+    n_phantom_tests: int = 4,
+    phantom_seed: int = 0,
+    fold: int = 0,
+    n_folds: int = 5,
+    label_map: str | dict | None = "verse",
+    phantom_kwargs: dict | None = None,
+) -> dict:
+    """The ``{"training", "validation", "testing"}`` lists a train/evaluate config reads.
+
+    ``dataset_dir`` (Decathlon/nnU-Net layout) or ``datalist`` (MONAI datalist JSON) select user data; with neither,
+    a phantom set of ``n_phantoms`` training and ``n_phantom_tests`` labelled test cases is generated into
+    ``phantom_dir`` on first use and reused afterwards. ``label_map`` is the default for cases whose entry names
+    none, so every case carries one (a batch mixing cases with and without the key would not collate).
+    """
+    from .datalist import load_datalist
+
+    if dataset_dir and datalist:
+        raise ValueError(f"give either dataset_dir ({dataset_dir}) or datalist ({datalist}), not both")
+    if datalist:
+        logger.info("data: datalist %s (fold %d of %d)", datalist, fold, n_folds)
+        return load_datalist(datalist=datalist, fold=fold, n_folds=n_folds, label_map=label_map)
+    if dataset_dir:
+        logger.info("data: dataset folder %s (fold %d of %d)", dataset_dir, fold, n_folds)
+        return load_datalist(dataset_dir=dataset_dir, fold=fold, n_folds=n_folds, label_map=label_map)
+    logger.info("data: no dataset_dir or datalist given, using the built-in phantom set in %s", phantom_dir)
+    from .phantom import make_dataset
+
+    root = make_dataset(
+        str(phantom_dir), n_train=int(n_phantoms), n_test=int(n_phantom_tests), seed=int(phantom_seed),
+        **(phantom_kwargs or {}),
+    )
+    return load_datalist(dataset_dir=root, fold=fold, n_folds=n_folds, label_map=label_map)
+
+
+def evaluation_cases(data: dict) -> list[dict]:
+    """Held-out labelled cases: the testing list when all its cases have labels (the phantom set's do), else the
+    validation fold."""
+    testing = data.get("testing") or []
+    if testing and all("label" in case for case in testing):
+        return testing
+    return data["validation"]
+
+
+def inference_inputs(image: str | None = None, datalist: str | None = None, dataset_dir: str | None = None) -> list[dict]:
+    """The cases an inference run reads: one file or DICOM folder (``image``), the testing list of a datalist JSON,
+    or ``dataset_dir/imagesTs`` (falling back to every image directly in ``dataset_dir``)."""
+    from .datalist import from_datalist_json
+    from .validation import CaseError
+
+    given = [name for name, value in (("image", image), ("datalist", datalist), ("dataset_dir", dataset_dir)) if value]
+    if len(given) != 1:
+        raise ValueError(f"inference needs exactly one of --image, --datalist or --dataset_dir (got {given or 'none'})")
+    if image:
+        if not os.path.exists(image):
+            raise CaseError(f"{image}: no such file or folder")
+        return [{"image": os.path.abspath(image)}]
+    if datalist:
+        cases = from_datalist_json(datalist).get("testing") or []
+        if not cases:
+            raise CaseError(f"{datalist}: the datalist has no 'testing' cases to infer")
+        return [{"image": case["image"]} for case in cases]
+    folder = Path(dataset_dir) / "imagesTs"
+    folder = folder if folder.is_dir() else Path(dataset_dir)
+    files = sorted(str(p.resolve()) for p in folder.iterdir() if p.name.endswith((".nii.gz", ".nii")))
+    if not files:
+        raise CaseError(f"{folder}: no .nii/.nii.gz images found")
+    return [{"image": f} for f in files]
