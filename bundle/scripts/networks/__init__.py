@@ -4,13 +4,19 @@ All return logits with ``out_channels`` channels (1 for the binary spine task, 2
 """
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
+
 from torch import nn
 
 from .context_block import ContextBlock
 from .resunet import ResUNet
 from .residual_block import ResidualBlock
+from .slim_unetr import SlimUNETR
+from .slim_unetr_pp import SlimUNETRPlusPlus, SlimUNETRPlusPlusLight
 from .spine_context_resunet import SpineContextResUNet
 from .swin_unetr import SwinUNETRConstrained
+from .uc_3d_unet import UC3DUNet
 from .unet3d import UNet3D
 
 NETWORKS: dict[str, type[nn.Module]] = {
@@ -18,23 +24,39 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "resunet": ResUNet,
     "unet3d": UNet3D,
     "swin_unetr": SwinUNETRConstrained,
+    "uc_3d_unet": UC3DUNet,
+    "slim_unetr": SlimUNETR,
+    "slim_unetr_pp_light": SlimUNETRPlusPlusLight,
+    "slim_unetr_pp": SlimUNETRPlusPlus,
 }
 
 
-def build_network(name: str = "spine_context_resunet", in_channels: int = 1, out_channels: int = 1, **kwargs) -> nn.Module:
-    """Instantiate a network of :data:`NETWORKS` by name, e.g. ``build_network("resunet", out_channels=26)``."""
+def build_network(
+    name: str = "spine_context_resunet",
+    in_channels: int = 1,
+    out_channels: int = 1,
+    patch_size: Sequence[int] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Instantiate a network of :data:`NETWORKS` by name, e.g. ``build_network("resunet", out_channels=26)``.
+
+    ``patch_size`` (the training/sliding-window patch) is checked against the network's divisor, and passed as
+    ``img_size`` to the networks tied to one input size (Slim UNETR and Slim UNETR++, whose position embedding has
+    one entry per deepest-stage token).
+    """
     if name not in NETWORKS:
         raise ValueError(f"unknown network '{name}': choose one of {', '.join(sorted(NETWORKS))}")
-    return NETWORKS[name](in_channels=in_channels, out_channels=out_channels, **kwargs)
+    net_cls = NETWORKS[name]
+    if patch_size is not None:
+        check_patch_size(name, patch_size)
+        if "img_size" in inspect.signature(net_cls).parameters:
+            kwargs.setdefault("img_size", tuple(int(p) for p in patch_size))
+    return net_cls(in_channels=in_channels, out_channels=out_channels, **kwargs)
 
 
 def patch_divisor(name: str) -> int:
     """The number every patch dimension of network ``name`` must be divisible by (2 ** number of poolings)."""
-    net_cls = NETWORKS[name]
-    divisor = getattr(net_cls, "divisor", None)
-    if isinstance(divisor, int):
-        return divisor
-    return build_network(name).divisor
+    return int(NETWORKS[name].divisor)
 
 
 def check_patch_size(name: str, patch_size) -> None:
@@ -50,8 +72,12 @@ __all__ = [
     "ContextBlock",
     "ResUNet",
     "ResidualBlock",
+    "SlimUNETR",
+    "SlimUNETRPlusPlus",
+    "SlimUNETRPlusPlusLight",
     "SpineContextResUNet",
     "SwinUNETRConstrained",
+    "UC3DUNet",
     "UNet3D",
     "build_network",
     "check_patch_size",

@@ -37,11 +37,6 @@ class UNetSkeleton(nn.Module):
         self.decoders = nn.ModuleList(block(2 * widths[k], widths[k]) for k in levels)
         self.head = nn.Conv3d(widths[0], out_channels, 1)
 
-    @property
-    def divisor(self) -> int:
-        """Patch sizes divisible by this avoid the trilinear skip resize."""
-        return 2 ** len(self.encoders)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for encoder in self.encoders:

@@ -20,6 +20,8 @@ class SpineContextResUNet(UNetSkeleton):
     Returns logits: the reference model ends in a sigmoid, which the bundle applies in its loss and post-processing.
     """
 
+    divisor = 8  # 2 ** poolings: patch sizes divisible by this avoid the trilinear skip resize
+
     def __init__(
         self,
         in_channels: int = 1,

@@ -26,5 +26,7 @@ class UNet3D(UNetSkeleton):
     """Four poolings / five levels with widths f * (1, 2, 4, 8, 16). With f = 9 (the paper's parameter-matched
     baseline) it has 1,788,274 parameters."""
 
+    divisor = 16  # 2 ** poolings: patch sizes divisible by this avoid the trilinear skip resize
+
     def __init__(self, in_channels: int = 1, out_channels: int = 1, base_filters: int = 9) -> None:
         super().__init__(in_channels, out_channels, [base_filters * 2**k for k in range(5)], block=double_conv)
