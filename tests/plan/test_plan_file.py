@@ -52,7 +52,7 @@ def test_load_plan_or_defaults(aniso_cases, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         d = load_plan_or_defaults(tmp_path / "nowhere" / "plan.json")
     assert d["from_plan"] is False and "paper defaults" in d["source"] and "paper defaults" in caplog.text
-    assert d["spacing"] == [1.0, 1.0, 1.0] and d["patch_size"] == [128, 128, 64] and d["batch_size"] == 2
+    assert d["spacing"] == [1.0, 1.0, 1.0] and d["patch_size"] == [128, 128, 64] and d["batch_size"] == 4  # the paper: batch 4
     assert (d["a_min"], d["a_max"], d["b_min"], d["b_max"]) == (-1000.0, 2000.0, -1.0, 1.0)
     assert load_plan_or_defaults("", network="swin_unetr")["patch_size"] == [128, 128, 64]
     assert load_plan_or_defaults(None)["from_plan"] is False

@@ -43,11 +43,12 @@ __all__ = [
 
 PLAN_FILE = "plan.json"
 FINGERPRINT_FILE = "fingerprint.json"
-#: The SpineContextResUNet paper's pipeline: 1 mm isotropic, 128x128x64 window, HU [-1000, 2000] -> [-1, 1], bs 2.
+#: The SpineContextResUNet paper's pipeline: 1 mm isotropic, 128x128x64 window, HU [-1000, 2000] -> [-1, 1],
+#: batch of 4 patches (nnU-Net counts patches; train.yaml draws num_samples patches per volume).
 PAPER_DEFAULTS: dict = {
     "spacing": [1.0, 1.0, 1.0],
     "patch_size": [128, 128, 64],
-    "batch_size": 2,
+    "batch_size": 4,
     "normalization": {"scheme": "paper_hu_window", "clip": [-1000.0, 2000.0], "mean": 500.0, "std": 1500.0,
                       "a_min": -1000.0, "a_max": 2000.0, "b_min": -1.0, "b_max": 1.0},
 }
