@@ -31,7 +31,7 @@ QUICK = "['configs/train.yaml','configs/quick.yaml']"
 QUICK_EVAL = "['configs/train.yaml','configs/quick.yaml','configs/evaluate.yaml']"
 
 
-def bundle_run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+def bundle_run(args: list[str], cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
