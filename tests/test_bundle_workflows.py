@@ -70,7 +70,8 @@ def evaluated(trained):
     """evaluate.yaml merged over the recipe, run from bundle/ with the run id `run` (the default)."""
     work = trained["work"]
     proc = bundle_run(
-        ["--config_file", QUICK_EVAL, "--bundle_root", str(work), "--phantom_dir", str(work / "phantom")],
+        ["--config_file", QUICK_EVAL, "--bundle_root", str(work), "--ckpt_dir", str(work / "models"),
+         "--phantom_dir", str(work / "phantom")],
         cwd=BUNDLE,
     )
     with open(work / "eval" / "metrics.csv", newline="") as f:

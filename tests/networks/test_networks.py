@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from scripts.networks import NETWORKS, ContextBlock, SpineContextResUNet, build_network, check_patch_size
+from tests.networks.conftest import n_params
 
 EXPECTED_PARAMS = {
     "spine_context_resunet": 1_703_841,
@@ -16,10 +17,6 @@ EXPECTED_PARAMS = {
     # BraTS configuration's 1,783,425 is tested in tests/networks/test_slim_unetr.py
     "slim_unetr": 1_772_667,
 }
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))

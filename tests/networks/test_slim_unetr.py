@@ -9,21 +9,9 @@ from scripts.networks import (NETWORKS, SlimUNETR, SlimUNETRPlusPlus, SlimUNETRP
 from scripts.networks.epa import EPATransformerBlock
 from scripts.networks.mednext_block import MedNeXtBlock
 from scripts.networks.sca import SpatialChannelAttention
+from tests.networks.conftest import n_params
 
 BRATS = dict(in_channels=4, out_channels=3, img_size=(128, 128, 128))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded OpenMP stalls make small passes 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_brats_configuration_has_the_reference_count():

@@ -6,21 +6,9 @@ import torch
 from scripts.cost import matmul_macs, thop_style_macs
 from scripts.networks import NETWORKS, UC3DUNet, build_network, check_patch_size, patch_divisor
 from scripts.networks.u_shaped_connection import DFi, UShapedConnection
+from tests.networks.conftest import n_params
 
 SMALL = (4, 8, 16, 32, 64, 8)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded OpenMP stalls make small passes 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_parameter_count_is_the_reference_count():
