@@ -95,11 +95,14 @@ def test_short_training_learns_the_spine(evaluated):
     assert mean_dice >= LEARNED_DICE, f"held-out phantom Dice {mean_dice:.3f} < {LEARNED_DICE}"
 
 
-def infer(trained, image: Path, out: Path) -> Path:
+def infer(trained, image: Path, out: Path, from_repo_root: bool = False) -> Path:
+    """Run inference.yaml (run id `run`) from bundle/, or from the repository root with --bundle_root."""
+    where = ["--config_file", "bundle/configs/inference.yaml", "--bundle_root", "bundle"] if from_repo_root else \
+        ["--config_file", "configs/inference.yaml"]
     bundle_run(
-        ["--config_file", "configs/inference.yaml", "--image", str(image), "--output_dir", str(out),
-         "--ckpt_path", str(trained["ckpt"]), "--spacing", "[2.0, 2.0, 2.0]", "--patch_size", "[64, 64, 32]"],
-        cwd=BUNDLE,
+        [*where, "--image", str(image), "--output_dir", str(out), "--ckpt_path", str(trained["ckpt"]),
+         "--spacing", "[2.0, 2.0, 2.0]", "--patch_size", "[64, 64, 32]"],
+        cwd=REPO if from_repo_root else BUNDLE,
     )
     name = image.name.replace(".nii.gz", "")
     assert (out / f"{name}_qc.png").is_file()
@@ -126,7 +129,7 @@ def test_inference_on_an_lps_phantom_keeps_its_grid(trained, tmp_path):
 
     image = tmp_path / "lps_case.nii.gz"
     write_case(str(image), None, seed=123, orientation="LPS", size_scale=0.5)
-    mask = infer(trained, image, tmp_path / "out")
+    mask = infer(trained, image, tmp_path / "out", from_repo_root=True)
     assert_same_grid(image, mask)
     assert nib.aff2axcodes(nib.load(str(mask)).affine) == ("L", "P", "S")
     assert np.asarray(nib.load(str(mask)).dataobj).sum() > 0
