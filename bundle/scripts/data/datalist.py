@@ -44,6 +44,7 @@ __all__ = [
     "image_reader_for",
     "load_image",
     "case_id",
+    "list_images",
     "from_decathlon_dir",
     "from_datalist_json",
     "kfold_split",
@@ -114,7 +115,7 @@ def case_id(path: str | os.PathLike) -> str:
     return m.group("case") if m else stem
 
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     """NIfTI files and DICOM series sub-folders of ``folder``, sorted; hidden files (e.g. MSD's ``._x``) skipped."""
     if not folder.is_dir():
         return []
@@ -138,7 +139,7 @@ def _find_label(label_dir: Path, cid: str) -> Path | None:
 
 def _pair_folder(image_dir: Path, label_dir: Path, require_labels: bool) -> list[dict]:
     """Pair ``image_dir`` entries with ``label_dir`` files: ``case_0000`` -> ``case`` (nnU-Net), else same stem."""
-    images = _list_images(image_dir)
+    images = list_images(image_dir)
     stems = {_strip_suffix(p.name) for p in images}
     items, seen = [], {}
     for img in images:

@@ -59,7 +59,7 @@ def evaluation_cases(data: dict) -> list[dict]:
 def inference_inputs(image: str | None = None, datalist: str | None = None, dataset_dir: str | None = None) -> list[dict]:
     """The cases an inference run reads: one file or DICOM folder (``image``), the testing list of a datalist JSON,
     or ``dataset_dir/imagesTs`` (falling back to every image directly in ``dataset_dir``)."""
-    from .datalist import from_datalist_json
+    from .datalist import from_datalist_json, list_images
     from .validation import CaseError
 
     given = [name for name, value in (("image", image), ("datalist", datalist), ("dataset_dir", dataset_dir)) if value]
@@ -76,7 +76,7 @@ def inference_inputs(image: str | None = None, datalist: str | None = None, data
         return [{"image": case["image"]} for case in cases]
     folder = Path(dataset_dir) / "imagesTs"
     folder = folder if folder.is_dir() else Path(dataset_dir)
-    files = sorted(str(p.resolve()) for p in folder.iterdir() if p.name.endswith((".nii.gz", ".nii")))
-    if not files:
-        raise CaseError(f"{folder}: no .nii/.nii.gz images found")
-    return [{"image": f} for f in files]
+    images = list_images(folder)
+    if not images:
+        raise CaseError(f"{folder}: no .nii/.nii.gz images or DICOM series found")
+    return [{"image": str(p.resolve())} for p in images]
