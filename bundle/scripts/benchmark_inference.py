@@ -1,0 +1,156 @@
+"""Inference speed benchmark: wall time, peak RSS and Dice of the paper's configuration vs the coarse-to-fine path.
+
+Each (volume, configuration) runs ``configs/inference.yaml`` in a fresh subprocess (so peak RSS is that run's own,
+``resource.getrusage(RUSAGE_SELF).ru_maxrss``); wall time is the bundle run (load, preprocess, infer, post-process,
+save), without the interpreter start. Dice is the written mask against the reference label on the input's grid.
+
+Configurations:
+  paper  ``--coarse_to_fine false``: same fine weights, whole volume at 1 mm, overlap 0.5, Gaussian.
+  fast   the default inference.yaml (coarse-to-fine).
+
+Volumes: ``phantom512`` (512x512x400 voxels, 0.78x0.78x1.25 mm, generated once into data/bench/), ``verse014`` and
+``ts_example_ct`` (../shared/data/real), and ``phantom512x600`` (512x512x600 voxels; fast path only by default: the
+3 GB memory check).
+
+    cd bundle && OMP_NUM_THREADS=2 python -m scripts.benchmark_inference run [--configs paper,fast] \
+        [--volumes phantom512,verse014,ts_example_ct,phantom512x600] [--results docs/inference_speed.json]
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUNDLE = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("SPINE_SHARED_DIR", BUNDLE.parents[1] / "shared")) / "data" / "real"
+BENCH = BUNDLE / "data" / "bench"
+
+CONFIGS = {
+    "paper": {"coarse_to_fine": False},
+    "fast": {},
+}
+
+
+def _phantom(name: str, shape, seed: int) -> tuple[Path, Path, str]:
+    image, label = BENCH / f"{name}.nii.gz", BENCH / f"{name}_label.nii.gz"
+    if not (image.is_file() and label.is_file()):
+        from scripts.data.phantom import write_case
+
+        BENCH.mkdir(parents=True, exist_ok=True)
+        print(f"generating {image} ...", flush=True)
+        write_case(str(image), str(label), seed=seed, spacing=(0.78, 0.78, 1.25), shape=shape, orientation="LPS")
+    return image, label, "verse"
+
+
+def volume(name: str) -> tuple[Path, Path, str]:
+    """(image, reference label, label map) of a benchmark volume."""
+    if name == "phantom512":
+        return _phantom("phantom_512x512x400", (512, 512, 400), 2024)
+    if name == "phantom512x600":
+        return _phantom("phantom_512x512x600", (512, 512, 600), 2025)
+    if name == "verse014":
+        d = REAL / "verse014"
+        return d / "sub-verse014_ct.nii.gz", d / "sub-verse014_seg-vert_msk.nii.gz", "verse"
+    if name == "ts_example_ct":
+        d = REAL / "ts_example_ct"
+        return d / "example_ct.nii.gz", d / "totalseg_spine_only.nii.gz", "totalseg"
+    raise ValueError(f"unknown benchmark volume '{name}'")
+
+
+def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
+    """Child process: run inference.yaml once and print a JSON line with wall time, CPU time and peak RSS."""
+    import resource
+
+    import torch
+    from monai.bundle import run
+
+    torch.set_num_threads(int(threads))
+    t0 = time.perf_counter()
+    run(run_id="run", config_file=str(BUNDLE / "configs" / "inference.yaml"), bundle_root=str(BUNDLE),
+        image=str(image), output_dir=str(output_dir), logging_file=str(BUNDLE / "configs" / "logging.conf"),
+        **CONFIGS[config])
+    wall = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print("BENCH " + json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": ru.ru_maxrss / 1024}))
+
+
+def dice(mask_path: Path, label_path: Path, label_map: str) -> float:
+    import nibabel as nib
+    import numpy as np
+
+    from scripts.data.label_maps import remap
+
+    pred = np.asarray(nib.load(str(mask_path)).dataobj) > 0
+    ref = np.asarray(remap(np.asarray(nib.load(str(label_path)).dataobj), label_map, binary=True)) > 0
+    if pred.shape != ref.shape:
+        raise ValueError(f"{mask_path}: shape {pred.shape} differs from the reference {label_path} {ref.shape}")
+    inter = np.count_nonzero(pred & ref)
+    total = np.count_nonzero(pred) + np.count_nonzero(ref)
+    return 2.0 * inter / total if total else 1.0
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| volume | config | wall s | CPU s | peak RSS MiB | Dice | speed-up vs paper |", "|---|---|---|---|---|---|---|"]
+    paper = {r["volume"]: r["wall_s"] for r in rows if r["config"] == "paper"}
+    for r in rows:
+        up = f"{paper[r['volume']] / r['wall_s']:.1f}x" if r["volume"] in paper and r["config"] != "paper" else ""
+        lines.append(f"| {r['volume']} | {r['config']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['dice']:.4f} | {up} |")
+    return "\n".join(lines)
+
+
+def run(
+    configs: str | list = "paper,fast",
+    volumes: str | list = "verse014,ts_example_ct,phantom512",
+    memory_volume: str = "phantom512x600",
+    threads: int = 2,
+    results: str = "",
+    keep_dir: str = "",
+) -> None:
+    """Run every configuration on every volume (configuration-major: all ``paper`` runs first), plus the fast path on
+    ``memory_volume`` (the 3 GB check; '' to skip); print the Markdown table."""
+    configs = configs.split(",") if isinstance(configs, str) else list(configs)
+    volumes = volumes.split(",") if isinstance(volumes, str) else list(volumes)
+    jobs = [(c, v) for c in configs for v in volumes]
+    if memory_volume:
+        jobs.append(("fast", memory_volume))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="spine_bench_") as tmp:
+        work = Path(keep_dir) if keep_dir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for config, name in jobs:
+            image, label, label_map = volume(name)
+            if not image.is_file():
+                raise FileNotFoundError(f"{image}: benchmark volume not found (set SPINE_SHARED_DIR for the real CTs)")
+            out = work / f"{name}_{config}"
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+            proc = subprocess.run(
+                [sys.executable, "-m", "scripts.benchmark_inference", "one", str(image), str(out), config,
+                 f"--threads={threads}"], cwd=BUNDLE, env=env, capture_output=True, text=True)
+            line = [s for s in proc.stdout.splitlines() if s.startswith("BENCH ")]
+            if proc.returncode != 0 or not line:
+                (work / f"{name}_{config}.stderr.txt").write_text(proc.stderr)
+                raise RuntimeError(f"{name}/{config}: inference failed ({proc.returncode}); its log: "
+                                   f"{work}/{name}_{config}.stderr.txt")
+            row = {"volume": name, "config": config, **json.loads(line[-1][6:])}
+            mask = out / (image.name.replace(".nii.gz", "") + "_seg.nii.gz")
+            row["dice"] = dice(mask, label, label_map)
+            warn = [s for s in proc.stderr.splitlines() if "coarse-to-fine" in s and "WARNING" in s]
+            row["warnings"] = warn
+            rows.append(row)
+            print(f"{name:16s} {config:6s} wall {row['wall_s']:8.1f} s  cpu {row['cpu_s']:8.1f} s  "
+                  f"peak RSS {row['peak_rss_mib']:7.0f} MiB  Dice {row['dice']:.4f} {' '.join(warn)}", flush=True)
+            if results:
+                Path(results).write_text(json.dumps(rows, indent=1) + "\n")
+    table = _table(rows)
+    print(table)
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire({"run": run, "one": one})

@@ -1,0 +1,1 @@
+"""Inference helpers: the coarse-to-fine sliding-window inferer, BatchNorm folding and lean post-processing."""
