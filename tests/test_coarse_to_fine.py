@@ -80,7 +80,8 @@ def test_missing_coarse_weights_fall_back_to_the_whole_volume(tmp_path, caplog):
         whole = SlidingWindowInferer((16, 16, 16), overlap=0.25, mode="gaussian")(x1, net)
         whole = torch.nn.functional.interpolate(whole, size=(40, 36, 20), mode="trilinear")
     assert inferer.last_box is None and out.shape == x.shape
-    assert torch.allclose(out.as_tensor(), whole, atol=1e-5)
+    assert out.dtype == torch.float16  # the full-size logits are half precision (see out_dtype)
+    assert torch.allclose(out.as_tensor().float(), whole, atol=5e-3)
 
 
 def test_an_empty_coarse_mask_falls_back_to_the_whole_volume(tmp_path, caplog):
@@ -99,7 +100,7 @@ def test_an_empty_coarse_mask_falls_back_to_the_whole_volume(tmp_path, caplog):
         assert "found no spine" in caplog.text
         whole = SlidingWindowInferer((16, 16, 16), overlap=0.25, mode="gaussian")(x.as_tensor(), net)
     assert empty.last_box is None
-    assert torch.allclose(out.as_tensor(), whole, atol=1e-4)
+    assert torch.allclose(out.as_tensor().float(), whole, atol=5e-3)
     with torch.no_grad():
         found(x, net)
     assert found.last_box == ([0, 0, 0], [48, 48, 32])  # everything above threshold 0: the box is the volume

@@ -114,7 +114,7 @@ def run(
     """Run every configuration on every volume (configuration-major: all ``paper`` runs first), plus the fast path on
     ``memory_volume`` (the 3 GB check; '' to skip); print the Markdown table."""
     configs = configs.split(",") if isinstance(configs, str) else list(configs)
-    volumes = volumes.split(",") if isinstance(volumes, str) else list(volumes)
+    volumes = [v for v in (volumes.split(",") if isinstance(volumes, str) else list(volumes)) if v]
     jobs = [(c, v) for c in configs for v in volumes]
     if memory_volume:
         jobs.append(("fast", memory_volume))

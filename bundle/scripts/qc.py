@@ -106,14 +106,16 @@ def qc_image(
         max_size: upper bound on the picture's height and on each panel's width, in pixels.
         min_size: small volumes are upsampled so that the longest physical extent spans at least this many pixels.
     """
-    img = _squeeze3d(_to_numpy(image), "image").astype(np.float32, copy=False)
+    # only two slices are drawn: no full-volume float/int32 copies (a 512x512x600 CT is 630 MB per float copy)
+    img = _squeeze3d(_to_numpy(image), "image")
     if mask is None:
-        lab = np.zeros(img.shape, dtype=np.int32)
+        lab = np.zeros(img.shape, dtype=np.uint8)
     else:
         lab = _squeeze3d(_to_numpy(mask), "mask")
         if lab.shape != img.shape:
             raise ValueError(f"image {img.shape} and mask {lab.shape} shapes differ")
-        lab = np.rint(lab).astype(np.int32) if lab.dtype.kind == "f" else lab.astype(np.int32)
+        if lab.dtype.kind == "f":
+            lab = np.rint(lab)
     sp = np.ones(3) if spacing is None else np.asarray(spacing, dtype=float).ravel()
     if sp.size != 3 or np.any(sp <= 0):
         raise ValueError(f"spacing must be 3 positive numbers, got {spacing}")
@@ -125,13 +127,15 @@ def qc_image(
     cx, cy = int(centre[0]), int(centre[1])
 
     lo, hi = float(window[0]), float(window[1])
-    grey = np.clip((img - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+
+    def grey(sl: np.ndarray) -> np.ndarray:
+        return np.clip((sl.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
 
     # 2-D slices as (rows, cols): rows = superior -> inferior (z reversed)
-    sag_img = grey[cx, ::-1, ::-1].T  # cols: anterior -> posterior
-    sag_lab = lab[cx, ::-1, ::-1].T
-    cor_img = grey[::-1, cy, ::-1].T  # cols: patient right -> left
-    cor_lab = lab[::-1, cy, ::-1].T
+    sag_img = grey(img[cx, ::-1, ::-1].T)  # cols: anterior -> posterior
+    sag_lab = lab[cx, ::-1, ::-1].T.astype(np.int32)
+    cor_img = grey(img[::-1, cy, ::-1].T)  # cols: patient right -> left
+    cor_lab = lab[::-1, cy, ::-1].T.astype(np.int32)
     sag_sp, cor_sp = (sp[2], sp[1]), (sp[2], sp[0])
 
     extent = max(img.shape[2] * sp[2], img.shape[1] * sp[1], img.shape[0] * sp[0])  # mm
@@ -260,7 +264,7 @@ class SaveQCPngd(MapTransform):
         if p.dtype.kind == "f":
             p = np.rint(p)
         affine = _to_numpy(pred.affine).astype(float)
-        pred_nii = nib.Nifti1Image(p.astype(np.int16), affine)
+        pred_nii = nib.Nifti1Image(p if p.dtype == np.uint8 else p.astype(np.int16), affine)
         img_nii = nib.load(str(src))
         if img_nii.shape[:3] != p.shape:
             raise ValueError(f"pred {p.shape} is not on the original grid {img_nii.shape[:3]} of {src}")

@@ -85,6 +85,7 @@ class _OrtNetwork:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(num_threads or torch.get_num_threads())
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False  # the arena kept ~GBs of activations after the call
         self.session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +114,8 @@ class CoarseToFineInferer(SlidingWindowInferer):
         num_threads: ``torch.set_num_threads`` for the call (None = leave torch's setting).
         backend: ``torch`` or ``onnxruntime`` (the folded fine network exported to ONNX once per network and run
             by ONNX Runtime's CPU provider; CPU inputs only).
+        out_dtype: dtype of the full-size logit volume returned (float16 halves the post-processing's memory: a
+            logit is only compared with 0 after the sigmoid, and float16 resolves it to ~1e-3 near 0).
     """
 
     def __init__(
@@ -130,11 +133,12 @@ class CoarseToFineInferer(SlidingWindowInferer):
         coarse_threshold: float = 0.5,
         coarse_cval: float = -1.0,
         coarse_largest_component: bool = True,
-        margin_mm: float = 12.0,
+        margin_mm: float = 16.0,
         coarse_to_fine: bool = True,
         fold_bn: bool = True,
         num_threads: int | None = None,
         backend: str = "torch",
+        out_dtype: torch.dtype = torch.float16,
         **kwargs,
     ) -> None:
         super().__init__(roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, **kwargs)
@@ -152,6 +156,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"CoarseToFineInferer: backend must be 'torch' or 'onnxruntime', got '{backend}'")
         self.backend = backend
+        self.out_dtype = out_dtype
         self._ort: dict[str, tuple[int, object]] = {}  # "fine"/"coarse" -> (id of the exported module, runner)
         self.coarse_ckpt = str(coarse_ckpt) if coarse_ckpt else ""
         self.coarse_network = self._load_coarse(coarse_network) if self.coarse_to_fine else None
@@ -252,7 +257,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
             out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         finally:
             torch.set_num_threads(threads)
-        return convert_to_dst_type(out, inputs)[0]
+        return convert_to_dst_type(out, inputs, dtype=out.dtype)[0]  # keeps out_dtype
 
     def _one(self, img: torch.Tensor, sp: np.ndarray, network) -> torch.Tensor:
         x = img.as_tensor() if hasattr(img, "as_tensor") else img
@@ -263,7 +268,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
             sl = (slice(None), slice(None), *(slice(s, e) for s, e in zip(start, end)))
             crop = self.fine(x[sl], sp, network)
         # built outside inference mode, so the post-processing may modify it in place
-        out = torch.full((1, crop.shape[1], *x.shape[2:]), BACKGROUND_LOGIT, dtype=crop.dtype, device=crop.device)
+        out = torch.full((1, crop.shape[1], *x.shape[2:]), BACKGROUND_LOGIT, dtype=self.out_dtype, device=crop.device)
         if crop.shape[1] > 1:
             out[:, 0] = -BACKGROUND_LOGIT  # multi-class: the background channel wins outside the box
         out[sl] = crop
