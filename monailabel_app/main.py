@@ -9,11 +9,12 @@ Conf keys (``--conf KEY VALUE``):
     models   the model name shown in the client; default the bundle folder's name.
 
 MONAI Label's bundle tasks read one config each (``configs/inference.yaml`` and ``configs/train.yaml``), labels from
-``metadata.json``'s ``channel_def`` (``{"spine": 1}``) and run the run id ``run``. Two things are added here:
+``metadata.json``'s ``channel_def`` (``{"spine": 1}``) and run the run id ``run``. Three things are added here:
 
 * ``pretrained``: MONAI Label adds its own CheckpointLoader only when the bundle's ``train#handlers`` has none; ours
   has one (switched on by the bundle key ``pretrained``), so fine-tuning from ``models/<model_filename>`` is
   requested through that key instead.
+* the bundle's case checks (``scripts.data.validation``) on the datastore's image/label lists.
 * a few bundle keys as train options (``patch_size``, ``num_samples``, ``learning_rate``, ``val_interval``), empty
   = the bundle's value, so a short CPU run can use small patches. ``max_epochs``, ``val_split`` and ``device`` are
   MONAI Label's own options.
@@ -95,6 +96,12 @@ class SpineBundleTrainTask(BundleTrainTask):
         for key in TRAIN_OPTIONS:
             if request.get(key) not in (None, ""):
                 overrides[key] = _option_value(key, request[key])
+        # the datastore's lists replace the bundle's validated datalists: keep the bundle's case checks (same grid,
+        # 3D, HU range, ...; one error naming every bad file) in front of them
+        for key in (self.const.key_train_dataset_data(), self.const.key_validate_dataset_data()):
+            if overrides.get(key):
+                overrides[key] = {"_target_": "scripts.data.validation.validate_datalist", "items": overrides[key],
+                                  "progress": False}
         logger.info(f"Bundle overrides: { {k: v for k, v in overrides.items() if 'data' not in k} }")
         return overrides
 

@@ -197,6 +197,7 @@ def test_train_one_short_epoch_writes_a_new_checkpoint(server):
     # fine-tuned from the bundle's checkpoint (the bundle's own CheckpointLoader, via its `pretrained` key)
     assert f"Restored all variables from {ckpt}" in log, log[-5000:]
     assert "Training Finished" in log and "val_mean_dice" in log, log[-5000:]
+    assert "'_target_': 'scripts.data.validation.validate_datalist'" in log   # the bundle's case checks ran
     assert "> patch_size: [64, 64, 64]" in log and "> num_samples: 1" in log   # the app's train options reached it
     assert _sha(ckpt) != server["model_sha"], "models/model.pt was not rewritten by the training run"
     import torch
