@@ -23,6 +23,13 @@ PY="${SPINE_MONAILABEL_PYTHON:-python3}"
 STAMP="$VENV/.spine_monailabel_ok"
 CHECK="import monailabel.interfaces.app, monailabel.tasks.infer.bundle, monailabel.tasks.train.bundle, monai, nibabel"
 
+# one creator at a time (two test runs starting together would delete each other's half-made venv)
+mkdir -p "$(dirname "$VENV")"
+if command -v flock >/dev/null; then
+    exec 9>"$VENV.lock"
+    flock 9
+fi
+
 # reuse: the stamp (written after the full import check below) and a cheap import (importing torch alone takes seconds)
 if [[ -f "$STAMP" ]] && "$VENV/bin/python" -c "import monailabel" >/dev/null 2>&1; then
     echo "MONAI Label venv already present"
@@ -34,7 +41,6 @@ fi
 quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 start=$(date +%s)
-mkdir -p "$(dirname "$VENV")"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 quiet_pip "$VENV/bin/python" -m pip install -q --upgrade pip
