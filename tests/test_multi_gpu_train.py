@@ -8,6 +8,7 @@ logs, and the process group shuts down without a deadlock (rc 0 within the timeo
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -62,7 +63,7 @@ def test_both_ranks_train_disjoint_halves_and_share_the_validation_metric(ddp_ru
     assert sorted(ranks) == [0, 1], ddp_run["log"][-3000:]
     training = load_datalist(dataset_dir=str(ddp_run["work"] / "phantom"), fold=0, n_folds=3)["training"]
     assert len(training) == 4
-    halves = [set(eval(ranks[r][4])) for r in (0, 1)]  # the case names each rank's DistributedSampler gave it
+    halves = [set(ast.literal_eval(ranks[r][4])) for r in (0, 1)]  # the case names each rank's DistributedSampler gave it
     assert halves[0].isdisjoint(halves[1]) and len(halves[0]) == len(halves[1]) == 2
     assert halves[0] | halves[1] == {Path(c["image"]).name for c in training}
     assert [int(ranks[r][2]) for r in (0, 1)] == [2, 2]  # 2 cases x 1 epoch, batch 1: both ranks stepped twice
