@@ -130,6 +130,8 @@ def assign_levels(volumes_mm3: Sequence[float], model: Mapping[int, Sequence[flo
             ll += float(np.log(p if rib else 1.0 - p))
         scores.append(float(ll))
     if n > len(levels):
+        if n > len(ANATOMICAL_ORDER):
+            raise ValueError(f"{n} vertebrae is more than a spine has ({len(ANATOMICAL_ORDER)} VerSe ids)")
         return list(ANATOMICAL_ORDER[:n]), scores
     best = int(np.argmax(scores))
     return levels[best:best + n], scores

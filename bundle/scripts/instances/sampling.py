@@ -56,17 +56,20 @@ def level_weights_from_counts(counts: Mapping[int, int]) -> dict[int, float]:
 class VertebraInstancePatchd(Randomizable, MapTransform):
     """Turn ``{image, label}`` (channel-first, RAS, 1 mm; label = VerSe ids) into one step 2 sample:
     ``image`` (CT patch), ``memory_key`` (vertebrae above), ``label`` (the next vertebra), all ``patch_size``,
-    plus ``"vertebra_id"`` (r) and ``"memory_wiped"`` (bool)."""
+    plus ``"vertebra_id"`` (r), ``"memory_wiped"`` (bool) and ``"patch_start"``. With ``num_samples > 1`` it returns
+    a list (MONAI's collate flattens it, as for ``RandCropByPosNegLabeld``)."""
 
     def __init__(self, image_key: str = "image", label_key: str = "label", memory_key: str = "memory",
                  patch_size: Sequence[int] = (128, 128, 128), wipe_prob: float = 0.3, min_inside: float = 1 / 3,
-                 level_weights: Mapping | None = None, pad_value: float = -1.0, max_tries: int = 50) -> None:
+                 level_weights: Mapping | None = None, pad_value: float = -1.0, max_tries: int = 50,
+                 num_samples: int = 1) -> None:
         MapTransform.__init__(self, [image_key, label_key])
         self.image_key, self.label_key, self.memory_key = image_key, label_key, memory_key
         self.patch_size = tuple(int(p) for p in patch_size)
         self.wipe_prob, self.min_inside, self.max_tries = float(wipe_prob), float(min_inside), int(max_tries)
         self.level_weights = {int(k): float(v) for k, v in (level_weights or {}).items()}
         self.pad_value = float(pad_value)
+        self.num_samples = int(num_samples)
 
     def randomize(self, data=None) -> None:  # draws happen in __call__, where the scan is known
         pass
@@ -85,7 +88,13 @@ class VertebraInstancePatchd(Randomizable, MapTransform):
         c = centroid + np.array([self.R.randint(-(n // 4), n // 4 + 1) for n in size])
         return np.round(c).astype(int) - size // 2
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, object]) -> dict | list[dict]:
+        """One sample, or a list of ``num_samples`` samples (each with its own vertebra) when it is above 1."""
+        if self.num_samples > 1:
+            return [self._sample(data) for _ in range(self.num_samples)]
+        return self._sample(data)
+
+    def _sample(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         image, label = d[self.image_key], d[self.label_key]
         lab = torch.as_tensor(label)

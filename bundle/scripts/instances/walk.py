@@ -48,7 +48,7 @@ def start_point(heat: torch.Tensor, threshold: float = 0.3) -> np.ndarray | None
 def walk_spine(ct: torch.Tensor, heat: torch.Tensor,
                segment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                patch_size: Sequence[int] = (128, 128, 128), threshold: float = 0.3, max_delta: float = 2.0,
-               max_iterations: int = 20, max_vertebrae: int = 30, min_voxels: int = 200,
+               max_iterations: int = 20, max_vertebrae: int = 26, min_voxels: int = 200,
                pad_value: float = -1.0) -> WalkResult:
     """Run the two-step algorithm's second step.
 

@@ -28,7 +28,8 @@ from torch import nn
 
 from .unet3d import double_conv
 
-__all__ = ["SerradorUNet3D", "serrador_teacher", "serrador_student", "serrador_heatmap", "STUDENT_FEATURES"]
+__all__ = ["SerradorUNet3D", "serrador_teacher", "serrador_student", "serrador_heatmap", "STUDENT_FEATURES",
+           "INSTANCE_NETWORKS", "build_instance_network"]
 
 #: The two configurations with 75 % fewer parameters than the teacher.
 STUDENT_FEATURES: dict[str, tuple[int, ...]] = {"shallow": (16, 32, 64), "thin": (8, 16, 32, 64)}
@@ -90,3 +91,19 @@ def serrador_student(variant: str = "shallow", in_channels: int = 2, out_channel
 def serrador_heatmap(in_channels: int = 1, out_channels: int = 2) -> SerradorUNet3D:
     """Step 1 spine localisation: widths (8, 16, 32), 2-convolution stem, 2 softmax outputs; 88,842 parameters."""
     return SerradorUNet3D(in_channels, out_channels, (8, 16, 32), full_res_convs=2)
+
+
+#: Names the vertebra-instance configs use (``network_name``).
+INSTANCE_NETWORKS = {
+    "teacher": serrador_teacher,
+    "student": lambda: serrador_student("shallow"),
+    "student_thin": lambda: serrador_student("thin"),
+    "heatmap": serrador_heatmap,
+}
+
+
+def build_instance_network(name: str = "teacher") -> SerradorUNet3D:
+    """``teacher`` | ``student`` (shallow, the default student) | ``student_thin`` | ``heatmap``."""
+    if name not in INSTANCE_NETWORKS:
+        raise ValueError(f"unknown vertebra network '{name}': choose one of {', '.join(INSTANCE_NETWORKS)}")
+    return INSTANCE_NETWORKS[name]()
