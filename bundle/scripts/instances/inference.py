@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import time
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -64,14 +65,17 @@ class TwoStepInferer(Inferer):
         level_model: JSON path of a fitted naming model, '' = the default one.
         bone_hu: the bone threshold of the rib cue, in HU.
         name_levels: False numbers the vertebrae 1..n in detection order instead of naming them.
+        heatmap_shape: the step 1 network's input grid (64x64x128 in the paper).
     """
 
     def __init__(self, heatmap_ckpt: str, spacing: float = 1.0, patch_mm: float = 128.0, threshold: float = 0.3,
                  max_delta_mm: float = 2.0, max_iterations: int = 20, max_vertebrae: int = 26,
                  min_volume_mm3: float = 1000.0, level_model: str = "", bone_hu: float = 200.0,
-                 name_levels: bool = True, device: str | torch.device = "cpu") -> None:
+                 name_levels: bool = True, heatmap_shape: Sequence[int] = HEATMAP_SHAPE,
+                 device: str | torch.device = "cpu") -> None:
         super().__init__()
         self.heatmap_net = load_network("heatmap", heatmap_ckpt, device)
+        self.heatmap_shape = tuple(int(v) for v in heatmap_shape)
         self.spacing = float(spacing)
         patch = int(round(patch_mm / self.spacing))
         self.patch = (patch // 8 * 8,) * 3
@@ -87,7 +91,7 @@ class TwoStepInferer(Inferer):
     def heatmap(self, ct: torch.Tensor) -> torch.Tensor:
         """(X, Y, Z) spine heatmap in [0, 1] for a (X, Y, Z) CT."""
         dev = next(self.heatmap_net.parameters()).device
-        small = F.interpolate(ct[None, None].to(dev), size=HEATMAP_SHAPE, mode="trilinear", align_corners=False)
+        small = F.interpolate(ct[None, None].to(dev), size=self.heatmap_shape, mode="trilinear", align_corners=False)
         heat = torch.softmax(self.heatmap_net(small), 1)[:, :1]
         return F.interpolate(heat, size=ct.shape, mode="trilinear", align_corners=False)[0, 0].cpu()
 
@@ -96,6 +100,7 @@ class TwoStepInferer(Inferer):
         out = torch.zeros((inputs.shape[0], 1, *inputs.shape[2:]), dtype=torch.float32)
         dev = next(network.parameters()).device
         for b in range(inputs.shape[0]):
+            t0 = time.perf_counter()
             ct = torch.as_tensor(inputs[b, 0]).detach().cpu().float()
 
             def segment(ct_patch, mem_patch):
@@ -104,7 +109,6 @@ class TwoStepInferer(Inferer):
 
             res = walk_spine(ct, self.heatmap(ct), segment, self.patch, self.threshold, self.max_delta,
                              self.max_iterations, self.max_vertebrae, self.min_voxels)
-            logger.info("walk: %d vertebrae; stopped because %s", len(res.records), res.stop_reason)
             inst = res.instances
             ids = list(range(1, len(res.records) + 1))
             if self.name_levels and res.records:
@@ -116,6 +120,8 @@ class TwoStepInferer(Inferer):
             lut[1:] = torch.as_tensor(ids, dtype=torch.float32)
             out[b, 0] = lut[inst.long()]
             self.last_records = [{**rec, "verse_id": int(v)} for rec, v in zip(res.records, ids)]
+            logger.info("two-step inference: %d vertebrae (%s) in %.1f s; the walk stopped because %s",
+                        len(ids), " ".join(level_name(v) for v in ids), time.perf_counter() - t0, res.stop_reason)
         result = out.to(inputs.device)
         if isinstance(inputs, MetaTensor):
             result = MetaTensor(result, affine=inputs.affine, meta=inputs.meta)
