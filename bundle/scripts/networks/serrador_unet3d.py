@@ -60,12 +60,15 @@ class SerradorUNet3D(nn.Module):
         self.dec = nn.ModuleList([double_conv(f[k + 1] + f[k], f[k]) for k in reversed(range(len(f) - 1))])
         self.head = nn.Conv3d(f[0], out_channels, 1)
         self.divisor = 2 ** (len(f) - 1)
+        # channels-last 3D: on CPU the backward pass of the 8-channel convolutions is ~35x faster (2.0 s vs
+        # 0.056 s for one 8->8 layer on 4x32x32x64, 2 threads), the forward about 1.5-2x
+        self.to(memory_format=torch.channels_last_3d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bad = [s for s in x.shape[2:] if s % self.divisor]
         if bad:
             raise ValueError(f"input size {tuple(x.shape[2:])} must be divisible by {self.divisor}")
-        x = self.full(x)
+        x = self.full(x.contiguous(memory_format=torch.channels_last_3d))
         skips = [x]
         for block in self.enc:
             x = block(F.max_pool3d(x, 2))
@@ -73,7 +76,7 @@ class SerradorUNet3D(nn.Module):
         x = self.bottleneck(F.max_pool3d(x, 2))
         for block, skip in zip(self.dec, reversed(skips)):
             x = block(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], 1))
-        return self.head(x)
+        return self.head(x).contiguous()
 
 
 def serrador_teacher(in_channels: int = 2, out_channels: int = 1) -> SerradorUNet3D:
