@@ -10,7 +10,10 @@ than ``min_voxels``, when its centre of mass leaves the heatmap (heat < ``thresh
 What the published pseudocode leaves open, and what we do:
 * an accepted vertebra is written only where no earlier vertebra is (never overwritten);
 * a vertebra whose centre keeps moving is accepted after ``max_iterations`` (20, Lessmann et al.'s alternation cap);
-* the segment is written at the patch position it was predicted in, not at the re-centred one.
+* the segment is written at the patch position it was predicted in, not at the re-centred one;
+* the heat test applies from the second vertebra on: the start point lies on the heatmap by construction, and the
+  top vertebra is often cut by the field of view, where the heatmap fades (seen on phantoms: the first segment's
+  centre at heat 0.28 stopped the walk before any vertebra).
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ def walk_spine(ct: torch.Tensor, heat: torch.Tensor,
             break
         com = torch.nonzero(seg).to(torch.float64).mean(0).numpy() + start
         idx = tuple(int(np.clip(round(c), 0, s - 1)) for c, s in zip(com, ct.shape))
-        if float(heat[idx]) < threshold:
+        if result.records and float(heat[idx]) < threshold:
             result.stop_reason = f"centre of mass {list(idx)} left the spine heatmap ({float(heat[idx]):.2f})"
             break
         history = (history + [com])[-3:]
