@@ -125,9 +125,13 @@ def test_files_over_the_size_limit_go_to_large_files_yml(tmp_path, probes):
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
         large = yaml.safe_load(zf.read(f"{NAME}/large_files.yml"))["large_files"]
-    assert f"{NAME}/models/model.pt" not in names
-    assert large == [{"path": "models/model.pt", "url": SHIPPED.as_uri(), "hash_val": md5(SHIPPED),
-                      "hash_type": "md5"}]
+    by_path = {entry["path"]: entry for entry in large}
+    assert by_path["models/model.pt"] == {"path": "models/model.pt", "url": SHIPPED.as_uri(), "hash_val": md5(SHIPPED),
+                                          "hash_type": "md5"}
+    for path in by_path:                                  # every file over the limit, and only those, left the zip
+        assert (BUNDLE / path).stat().st_size > 1024 * 1024 and f"{NAME}/{path}" not in names
+    assert all(os.path.getsize(BUNDLE / n.split("/", 1)[1]) <= 1024 * 1024 for n in names
+               if not n.endswith("/") and (BUNDLE / n.split("/", 1)[1]).is_file())
 
     download(name=NAME, bundle_dir=str(tmp_path / "bundles"), url=zip_path.as_uri())
     bundle = tmp_path / "bundles" / NAME
