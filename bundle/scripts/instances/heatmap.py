@@ -15,7 +15,7 @@ from monai.config import KeysCollection
 from monai.transforms import GenerateHeatmap, MapTransform
 from scipy import ndimage as ndi
 
-from .levels import ANATOMICAL_ORDER
+from .levels import LEVEL_NAME
 
 __all__ = ["HEATMAP_SHAPE", "vertebra_centroids", "centroid_heatmap", "CentroidHeatmapd"]
 
@@ -31,7 +31,7 @@ def vertebra_centroids(label) -> dict[int, np.ndarray]:
     if lab.ndim != 3:
         raise ValueError(f"label must be 3D (or channel-first 4D), got shape {lab.shape}")
     lab = lab.astype(np.int64, copy=False)
-    ids = [v for v in np.unique(lab) if v in set(ANATOMICAL_ORDER)]
+    ids = [v for v in np.unique(lab) if v in LEVEL_NAME]
     if not ids:
         return {}
     coms = ndi.center_of_mass(np.ones(lab.shape, np.uint8), lab, ids)

@@ -30,6 +30,7 @@ from ..metrics import case_name
 from ..networks.serrador_unet3d import build_instance_network
 from .evaluation import summarise_vertebrae, vertebra_metrics, write_vertebra_csv
 from .heatmap import HEATMAP_SHAPE
+from .levels import LEVEL_NAME
 from .levels import name as level_name
 from .naming import assign_levels, load_level_model, rib_flags
 from .walk import walk_spine
@@ -85,7 +86,6 @@ class TwoStepInferer(Inferer):
         self.level_model = load_level_model(level_model or None)
         self.bone = hu_to_unit(bone_hu)
         self.name_levels = bool(name_levels)
-        self.last_records: list[dict] = []
 
     @torch.inference_mode()
     def heatmap(self, ct: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,6 @@ class TwoStepInferer(Inferer):
             lut = torch.zeros(len(res.records) + 1, dtype=torch.float32)
             lut[1:] = torch.as_tensor(ids, dtype=torch.float32)
             out[b, 0] = lut[inst.long()]
-            self.last_records = [{**rec, "verse_id": int(v)} for rec, v in zip(res.records, ids)]
             logger.info("two-step inference: %d vertebrae (%s) in %.1f s; the walk stopped because %s",
                         len(ids), " ".join(level_name(v) for v in ids), time.perf_counter() - t0, res.stop_reason)
         result = out.to(inputs.device)
@@ -149,7 +148,7 @@ class SaveVertebraTabled(MapTransform):
             for vid in [int(v) for v in np.unique(lab) if v > 0]:
                 idx = np.argwhere(lab == vid)
                 c = affine @ np.append(idx.mean(0), 1.0)
-                rows.append([vid, level_name(vid) if vid in range(1, 26) or vid == 28 else str(vid), len(idx),
+                rows.append([vid, LEVEL_NAME.get(vid, str(vid)), len(idx),
                              f"{len(idx) * vox_mm3:.0f}", f"{c[0]:.1f}", f"{c[1]:.1f}", f"{c[2]:.1f}"])
             tmp = path + ".tmp"
             with open(tmp, "w", newline="") as f:
