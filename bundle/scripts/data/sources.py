@@ -38,12 +38,21 @@ def training_data(
         logger.info("data: dataset folder %s (fold %d of %d)", dataset_dir, fold, n_folds)
         return load_datalist(dataset_dir=dataset_dir, fold=fold, n_folds=n_folds, label_map=label_map)
     logger.info("data: no dataset_dir or datalist given, using the built-in phantom set in %s", phantom_dir)
+    import torch.distributed as dist
+
     from .phantom import make_dataset
 
+    # Under torchrun (configs/multi_gpu_train.yaml) rank 0 generates the set while the other ranks wait, then they
+    # find it cached: concurrent generators would swap the folder under each other's feet.
+    ranks_wait = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if ranks_wait and dist.get_rank() > 0:
+        dist.barrier()
     root = make_dataset(
         str(phantom_dir), n_train=int(n_phantoms), n_test=int(n_phantom_tests), seed=int(phantom_seed),
         **(phantom_kwargs or {}),
     )
+    if ranks_wait and dist.get_rank() == 0:
+        dist.barrier()
     return load_datalist(dataset_dir=root, fold=fold, n_folds=n_folds, label_map=label_map)
 
 

@@ -38,13 +38,14 @@ class UNetSkeleton(nn.Module):
         self.head = nn.Conv3d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+        skips: list[torch.Tensor] = []  # annotated, and no reversed()/zip over it, so torch.jit.script works
         for encoder in self.encoders:
             x = encoder(x)
             skips.append(x)
             x = F.max_pool3d(x, 2)
         x = self.bottleneck(x)
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
+        for level, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
+            skip = skips[-1 - level]
             x = up(x)
             if x.shape[2:] != skip.shape[2:]:
                 x = F.interpolate(x, size=skip.shape[2:], mode="trilinear", align_corners=False)

@@ -1,0 +1,131 @@
+"""MONAI Label app serving the spine CT segmentation bundle (auto-segmentation + training on the labels you save).
+
+    monailabel start_server --app monailabel_app --studies /data/spine_ct \
+        --conf bundle /path/to/bundle --conf zoo_source github --conf sam2 false --host 127.0.0.1 --port 8000
+
+Conf keys (``--conf KEY VALUE``):
+    bundle   the bundle folder (configs/, scripts/, models/); default ``<app>/model/spine_ct_segmentation``.
+             Training writes the new best checkpoint to ``<bundle>/models/model.pt``: point it at a copy.
+    models   the model name shown in the client; default the bundle folder's name.
+
+MONAI Label's bundle tasks read one config each (``configs/inference.yaml`` and ``configs/train.yaml``), labels from
+``metadata.json``'s ``channel_def`` (``{"spine": 1}``) and run the run id ``run``. Three things are added here:
+
+* ``pretrained``: MONAI Label adds its own CheckpointLoader only when the bundle's ``train#handlers`` has none; ours
+  has one (switched on by the bundle key ``pretrained``), so fine-tuning from ``models/<model_filename>`` is
+  requested through that key instead.
+* the bundle's case checks (``scripts.data.validation``) on the datastore's image/label lists.
+* a few bundle keys as train options (``patch_size``, ``num_samples``, ``learning_rate``, ``val_interval``), empty
+  = the bundle's value, so a short CPU run can use small patches. ``max_epochs``, ``val_split`` and ``device`` are
+  MONAI Label's own options.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.tasks.activelearning.random import Random
+from monailabel.tasks.infer.bundle import BundleInferTask
+from monailabel.tasks.train.bundle import BundleTrainTask
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUNDLE = "spine_ct_segmentation"
+# train options passed to the bundle as config overrides ("" or None = keep the bundle's value)
+TRAIN_OPTIONS = {"patch_size": "", "num_samples": "", "learning_rate": "", "val_interval": ""}
+
+
+def _option_value(key: str, value):
+    """A train option as the bundle expects it: ``patch_size`` "96,96,48" (or a list) -> [96, 96, 48]; numbers as
+    numbers. Raises ValueError naming the option for anything else."""
+    if isinstance(value, str):
+        value = value.strip()
+        try:
+            value = json.loads(f"[{value}]" if key == "patch_size" and not value.startswith("[") else value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"train option {key}: cannot read {value!r} ({err})") from None
+    if key == "patch_size":
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and v > 0 for v in value)):
+            raise ValueError(f"train option patch_size: expected 3 positive integers, got {value!r}")
+    elif not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"train option {key}: expected a number, got {value!r}")
+    return value
+
+
+class SpineBundleInferTask(BundleInferTask):
+    """The bundle's inference config; drops every ``Save*`` post transform (SaveImaged and the bundle's QC PNG writer):
+    MONAI Label returns the mask to the client itself."""
+
+    def run_pre_transforms(self, data, transforms):
+        # MONAI 1.6's Spacingd copies the image's metadata into every "image_*" key of the data dict, including
+        # MONAI Label's "image_path" string (AttributeError: 'str' object has no attribute 'update'): hide the
+        # string-valued ones while the bundle's transforms run; the writer reads image_path afterwards
+        hidden = {k: data.pop(k) for k in [k for k, v in data.items()
+                                           if isinstance(k, str) and k.startswith(f"{self.key_image}_")
+                                           and isinstance(v, str)]}
+        data = super().run_pre_transforms(data, transforms)
+        data.update(hidden)
+        return data
+
+    def _filter_transforms(self, transforms, filters):
+        kept = super()._filter_transforms(transforms, filters)
+        if filters and kept:
+            kept = [t for t in kept if not type(t).__name__.startswith("Save")]
+        return kept
+
+
+class SpineBundleTrainTask(BundleTrainTask):
+    """The bundle's train config, fine-tuning through the bundle's own ``pretrained`` key, with TRAIN_OPTIONS."""
+
+    def config(self):
+        return {**super().config(), **TRAIN_OPTIONS}
+
+    def __call__(self, request, datastore):
+        self._request = dict(request)
+        return super().__call__(request, datastore)
+
+    def _update_overrides(self, overrides):
+        request = getattr(self, "_request", {})
+        filename = request.get("model_filename", self.const.model_pytorch())
+        filename = filename if isinstance(filename, str) else filename[0]
+        checkpoint = os.path.join(self.bundle_path, "models", filename)
+        if request.get("pretrained", True) and os.path.exists(checkpoint):
+            overrides["pretrained"] = checkpoint
+        for key in TRAIN_OPTIONS:
+            if request.get(key) not in (None, ""):
+                overrides[key] = _option_value(key, request[key])
+        # the datastore's lists replace the bundle's validated datalists: keep the bundle's case checks (same grid,
+        # 3D, HU range, ...; one error naming every bad file) in front of them
+        for key in (self.const.key_train_dataset_data(), self.const.key_validate_dataset_data()):
+            if overrides.get(key):
+                overrides[key] = {"_target_": "scripts.data.validation.validate_datalist", "items": overrides[key],
+                                  "progress": False}
+        logger.info(f"Bundle overrides: { {k: v for k, v in overrides.items() if 'data' not in k} }")
+        return overrides
+
+
+class SpineApp(MONAILabelApp):
+    def __init__(self, app_dir, studies, conf):
+        # not `bundle_path`: MONAILabelApp.bundle_path(model) is a method that /train/ calls
+        self._bundle_dir = os.path.abspath(conf.get("bundle") or os.path.join(app_dir, "model", DEFAULT_BUNDLE))
+        if not os.path.isfile(os.path.join(self._bundle_dir, "configs", "metadata.json")):
+            raise FileNotFoundError(f"{self._bundle_dir}: not a bundle (no configs/metadata.json); pass --conf bundle")
+        self._model_name = conf.get("models") or os.path.basename(self._bundle_dir)
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="Spine CT segmentation",
+                         description="The spine_ct_segmentation MONAI bundle served by MONAI Label", version="0.1")
+
+    def init_infers(self):
+        task = SpineBundleInferTask(self._bundle_dir, self.conf, type="segmentation")
+        if not task.is_valid():
+            raise RuntimeError(f"{self._bundle_dir}: MONAI Label cannot serve this bundle (no configs/inference.yaml "
+                               f"or models/model.pt)")
+        return {self._model_name: task}
+
+    def init_trainers(self):
+        task = SpineBundleTrainTask(self._bundle_dir, self.conf)
+        return {self._model_name: task} if task.is_valid() else {}
+
+    def init_strategies(self):
+        return {"random": Random()}
