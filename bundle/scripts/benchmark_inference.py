@@ -77,7 +77,10 @@ def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
         **CONFIGS[config])
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print("BENCH " + json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": ru.ru_maxrss / 1024}))
+    # VmHWM: this process's own peak (ru_maxrss starts from the parent's RSS at fork)
+    hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")]
+    peak = hwm[0] / 1024 if hwm else ru.ru_maxrss / 1024
+    print("BENCH " + json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": peak}))
 
 
 def dice(mask_path: Path, label_path: Path, label_map: str) -> float:

@@ -1,27 +1,25 @@
-"""Coarse-to-fine sliding-window inference: find the spine at 4 mm, run the 1 mm model only where the spine is.
+"""Coarse-to-fine sliding-window inference: find the spine at 4 mm, run the 1 mm model only around it.
 
 :class:`CoarseToFineInferer` is a :class:`monai.inferers.SlidingWindowInferer` (so ``inferer#roi_size``,
-``#overlap`` and the other sliding-window overrides keep their meaning). It takes the pre-processed CT at its
-**native** spacing (RAS, intensity-scaled: inference.yaml drops ``Spacingd`` on this path) and
+``#overlap`` and the other sliding-window overrides keep their meaning). It takes the CT at its **native** spacing
+(RAS; inference.yaml leaves ``Spacingd`` and ``ScaleIntensityRanged`` to it on this path) and
 
-1. resamples it with MONAI's ``Spacing``/``SpatialResample`` to ``coarse_spacing`` (4 mm: ~1/64 of the voxels of the
-   1 mm grid) and runs the small coarse model (``coarse_network`` + ``coarse_ckpt``, trained by train.yaml +
+1. resamples it with MONAI's ``Spacing`` to ``coarse_spacing`` (4 mm: ~1/64 of the voxels of the 1 mm grid), applies
+   ``intensity`` and runs the small coarse model (``coarse_network`` + ``coarse_ckpt``, trained by train.yaml +
    configs/coarse.yaml) over the whole volume in one window;
-2. dilates the coarse spine mask by ``margin_mm`` and keeps, of the windows the paper's configuration would run on
-   the whole 1 mm grid (``Spacing`` to ``spacing``, overlap, Gaussian), those that touch the dilated mask;
-3. resamples only the box of those windows from the native image onto that same 1 mm grid (so every value is the one
-   ``Spacingd`` would give), runs the sliding window there over exactly the paper's window positions, computing the
-   kept windows and giving the others background logits, turns the logits into probabilities, resamples them back to
-   the native grid as ``Invertd`` would, and pastes them (as logits again) into a background volume.
+2. takes the largest component of the coarse mask (``coarse_threshold``), dilates it by ``margin_mm`` and boxes it,
+   on the 1 mm grid that ``Spacing(spacing)`` would make of the whole CT (grown to at least one window);
+3. resamples only that box from the native image onto that grid with ``SpatialResample`` (so every value is the one
+   ``Spacingd`` would give), applies ``intensity``, runs the fine sliding window there, and resamples the
+   probabilities back onto the native voxels of the box as ``Invertd`` would; outside the box it is background.
 
-Inside the dilated coarse mask every probability is therefore the paper configuration's own (up to float32
-rounding, ~1e-5): the fast path differs from it only where the coarse model missed the spine by more than
-``margin_mm``. The result has the input's shape, so the usual post-processing (sigmoid, Invertd of the orientation,
-threshold, largest component) applies unchanged, under the bundle's evaluator and under MONAI Label alike.
+The only difference from the paper's configuration inside the box is where the windows sit (the box is tiled from its
+own corner). The result has the input's shape, so the post-processing (Invertd of the orientation, threshold,
+largest component) applies unchanged, under the bundle's evaluator and under MONAI Label alike.
 
 With ``coarse_to_fine=False`` it is exactly its parent: one sliding window over the whole (1 mm) input, which with
 inference.yaml's ``--coarse_to_fine false`` is the paper's configuration. If the coarse weights are missing or the
-coarse mask is empty, it logs a warning and runs every window of the whole volume.
+coarse mask is empty, it logs a warning and runs the fine window over the whole 1 mm grid (the paper's windows).
 """
 from __future__ import annotations
 
@@ -45,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CoarseToFineInferer", "ChannelsLast"]
 
-#: Logit written outside the fine box and by skipped windows: sigmoid(-20) ~ 2e-9, far below any threshold.
+#: Logit written outside the fine box (when returning logits): sigmoid(-20) ~ 2e-9, far below any threshold.
 BACKGROUND_LOGIT = -20.0
 
 
