@@ -26,12 +26,7 @@ MAX_LOST_OUTSIDE_BOX = 100
 BOX_FRACTION_MAX = 0.6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_net(seed=0):

@@ -1,11 +1,16 @@
 """Inference speed benchmark: wall time, peak RSS and Dice of the paper's configuration vs the coarse-to-fine path.
 
-Each (volume, configuration) runs ``configs/inference.yaml`` in a fresh subprocess (so peak RSS is that run's own,
-``resource.getrusage(RUSAGE_SELF).ru_maxrss``); wall time is the bundle run (load, preprocess, infer, post-process,
-save), without the interpreter start. Dice is the written mask against the reference label on the input's grid.
+Each (volume, configuration) runs ``configs/inference.yaml`` (or nnU-Net's predictor) in a fresh subprocess, so peak
+RSS is that process's own (``VmHWM``; ``ru_maxrss`` would start from the parent's RSS at fork); wall time is the run
+(load, preprocess, infer, post-process, save), without the interpreter start and imports. Dice is the written mask
+against the reference label on the input's grid.
 
 Configurations:
   paper     ``--coarse_to_fine false``: same fine weights, whole volume at 1 mm, overlap 0.5, Gaussian.
+  nnunet    nnU-Net v2's ``nnUNetPredictor`` running the same fine network and weights, TTA off (step 0.5, Gaussian),
+            with nnU-Net's own I/O, preprocessing and export: ``benchmarks/nnunet_predictor.py`` in the nnU-Net peer
+            venv (``bash tests/plan/make_nnunet_venv.sh``; ``--nnunet_python`` or ``SPINE_PEER_VENV`` to point
+            elsewhere). Its mask has no largest-component step.
   fast      the default inference.yaml (coarse-to-fine, overlap 0.5 in the box).
   fast_o25  the fast path at overlap 0.25 (the overlap choice, measured).
 
@@ -13,7 +18,7 @@ Volumes: ``phantom512`` (512x512x400 voxels, 0.78x0.78x1.25 mm, generated once i
 ``ts_example_ct`` (../shared/data/real), and ``phantom512x600`` (512x512x600 voxels; fast path only by default: the
 3 GB memory check).
 
-    cd bundle && OMP_NUM_THREADS=2 python -m scripts.benchmark_inference run [--configs paper,fast,fast_o25] \
+    cd bundle && OMP_NUM_THREADS=2 python -m scripts.benchmark_inference run [--configs paper,nnunet,fast,fast_o25] \
         [--volumes phantom512,verse014,ts_example_ct,phantom512x600] [--results docs/inference_speed.json]
 """
 from __future__ import annotations
@@ -29,12 +34,36 @@ from pathlib import Path
 BUNDLE = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("SPINE_SHARED_DIR", BUNDLE.parents[1] / "shared")) / "data" / "real"
 BENCH = BUNDLE / "data" / "bench"
+NNUNET_SCRIPT = BUNDLE.parent / "benchmarks" / "nnunet_predictor.py"
+PEER_PYTHON = Path(os.environ.get("SPINE_PEER_VENV", Path.home() / ".cache" / "spine_ct_seg" / "nnunet-venv")) / "bin" / \
+    "python"
 
 CONFIGS = {
     "paper": {"coarse_to_fine": False},
     "fast": {},
     "fast_o25": {"sw_overlap": 0.25},  # the fast path with a sparser fine window: the Dice cost of that choice
+    "nnunet": None,  # not inference.yaml: nnU-Net's predictor in its own venv (see _nnunet_command)
 }
+
+
+def _nnunet_command(image: Path, out: Path, threads: int, python: Path) -> list[str]:
+    """The peer-venv command of row (c), with the fine network's geometry and intensity window as inference.yaml
+    resolves them (so both rows run the same network on the same grid)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.yaml"))
+    parser["bundle_root"] = str(BUNDLE)
+    intensity = parser.get_parsed_content("intensity")
+    job = {"image": str(image), "output_dir": str(out), "bundle": str(BUNDLE), "threads": int(threads),
+           "ckpt": str(parser.get_parsed_content("ckpt_path")),
+           "spacing": [float(v) for v in parser.get_parsed_content("spacing")],
+           "patch_size": [int(v) for v in parser.get_parsed_content("patch_size")],
+           "intensity": {k: float(intensity[k]) for k in ("a_min", "a_max", "b_min", "b_max")}}
+    out.mkdir(parents=True, exist_ok=True)
+    job_file = out / "nnunet_job.json"
+    job_file.write_text(json.dumps(job))
+    return [str(python), str(NNUNET_SCRIPT), str(job_file)]
 
 
 def _phantom(name: str, shape, seed: int) -> tuple[Path, Path, str]:
@@ -112,16 +141,24 @@ def _table(rows: list[dict]) -> str:
 
 
 def run(
-    configs: str | list = "paper,fast,fast_o25",
+    configs: str | list = "paper,nnunet,fast,fast_o25",
     volumes: str | list = "verse014,ts_example_ct,phantom512",
     memory_volume: str = "phantom512x600",
     threads: int = 2,
     results: str = "",
     keep_dir: str = "",
+    nnunet_python: str = "",
 ) -> None:
     """Run every configuration on every volume (configuration-major: all ``paper`` runs first), plus the fast path on
     ``memory_volume`` (the 3 GB check; '' to skip); print the Markdown table."""
     configs = configs.split(",") if isinstance(configs, str) else list(configs)
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {unknown}: choose from {', '.join(CONFIGS)}")
+    peer = Path(nnunet_python) if nnunet_python else PEER_PYTHON
+    if "nnunet" in configs and not (peer.is_file() and NNUNET_SCRIPT.is_file()):
+        raise FileNotFoundError(f"{peer}: no nnU-Net peer python for config 'nnunet' (build it with "
+                                f"'bash tests/plan/make_nnunet_venv.sh', or leave nnunet out of --configs)")
     volumes = [v for v in (volumes.split(",") if isinstance(volumes, str) else list(volumes)) if v]
     jobs = [(c, v) for c in configs for v in volumes]
     if memory_volume:
@@ -136,9 +173,10 @@ def run(
                 raise FileNotFoundError(f"{image}: benchmark volume not found (set SPINE_SHARED_DIR for the real CTs)")
             out = work / f"{name}_{config}"
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-            proc = subprocess.run(
-                [sys.executable, "-m", "scripts.benchmark_inference", "one", str(image), str(out), config,
-                 f"--threads={threads}"], cwd=BUNDLE, env=env, capture_output=True, text=True)
+            cmd = (_nnunet_command(image, out, threads, peer) if config == "nnunet" else
+                   [sys.executable, "-m", "scripts.benchmark_inference", "one", str(image), str(out), config,
+                    f"--threads={threads}"])
+            proc = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True)
             line = [s for s in proc.stdout.splitlines() if s.startswith("BENCH ")]
             if proc.returncode != 0 or not line:
                 (work / f"{name}_{config}.stderr.txt").write_text(proc.stderr)
@@ -150,7 +188,7 @@ def run(
             warn = [s for s in proc.stderr.splitlines() if "coarse-to-fine" in s and "WARNING" in s]
             row["warnings"] = warn
             rows.append(row)
-            print(f"{name:16s} {config:6s} wall {row['wall_s']:8.1f} s  cpu {row['cpu_s']:8.1f} s  "
+            print(f"{name:16s} {config:8s} wall {row['wall_s']:8.1f} s  cpu {row['cpu_s']:8.1f} s  "
                   f"peak RSS {row['peak_rss_mib']:7.0f} MiB  Dice {row['dice']:.4f} {' '.join(warn)}", flush=True)
             if results:
                 Path(results).write_text(json.dumps(rows, indent=1) + "\n")

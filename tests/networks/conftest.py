@@ -8,9 +8,5 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded OpenMP stalls make small passes 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every network test runs with one intra-op thread (``one_thread`` in tests/conftest.py)."""

@@ -16,7 +16,6 @@ from . import synth
 HERE = Path(__file__).resolve().parent
 # same rule as tests/conftest.py (SPINE_SHARED_DIR or ../shared next to the repository)
 SHARED = Path(os.environ.get("SPINE_SHARED_DIR", HERE.parents[2] / "shared"))
-PEER_VENV = Path(os.environ.get("SPINE_PEER_VENV", Path.home() / ".cache" / "spine_ct_seg" / "nnunet-venv"))
 #: nnU-Net planner class -> our preset
 PLANNERS = {"ExperimentPlanner": "nnunet_default", "nnUNetPlannerResEncM": "resenc_m",
             "nnUNetPlannerResEncL": "resenc_l"}
@@ -75,24 +74,6 @@ def real_nnunet_dataset(raw) -> list | None:
           "file_ending": ".nii.gz"}
     (root / "dataset.json").write_text(json.dumps(ds))
     return cases
-
-
-@pytest.fixture(scope="session")
-def peer_python() -> Path:
-    """The nnU-Net peer venv's python; created on first use (timed), skipped only if it cannot be created."""
-    script = HERE / "make_nnunet_venv.sh"
-    start = time.time()
-    try:
-        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1500, check=False,
-                              env={**os.environ, "SPINE_PEER_VENV": str(PEER_VENV)})
-    except (OSError, subprocess.TimeoutExpired) as err:
-        pytest.skip(f"nnU-Net peer venv could not be created ({err}); the comparison with nnU-Net needs it")
-    if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        pytest.skip(f"nnU-Net peer venv could not be created by {script.name} (exit {proc.returncode}): {tail}")
-    took = time.time() - start
-    sys.stderr.write(f"\n[plan tests] nnU-Net peer venv ready in {took:.0f} s: {proc.stdout.strip().splitlines()[0]}\n")
-    return PEER_VENV / "bin" / "python"
 
 
 @pytest.fixture(scope="session")
