@@ -5,8 +5,8 @@ MONAI), called by ``bundle/scripts/benchmark_inference.py`` (config ``nnunet``),
 
     <peer-venv>/bin/python benchmarks/nnunet_predictor.py job.json
 
-``job.json``: ``{"image", "output_dir", "bundle", "ckpt", "spacing", "patch_size", "intensity", "threads"}`` with the
-spacing, patch size and intensity window the bundle's inference.yaml resolved. The network is the bundle's
+``job.json``: ``{"image", "output", "bundle", "ckpt", "spacing", "patch_size", "intensity", "threads"}`` with the
+mask path (``.nii.gz``) and the spacing, patch size and intensity window the bundle's inference.yaml resolved. The network is the bundle's
 SpineContextResUNet with the weights of ``ckpt``; everything else is nnU-Net's: ``NibabelIOWithReorient`` I/O,
 ``DefaultPreprocessor`` (CT normalisation, third-order resampling to the bundle's spacing), ``nnUNetPredictor``
 sliding window (step 0.5, Gaussian, no mirroring), resampling of the logits back, softmax/argmax (see
@@ -15,11 +15,10 @@ sliding window (step 0.5, Gaussian, no mirroring), resampling of the logits back
 equals ``ScaleIntensityRange(a_min, a_max, b_min, b_max, clip=True)``. No largest-component step: nnU-Net applies
 post-processing only when its cross-validation chose it.
 
-Prints one line ``BENCH {"wall_s", "cpu_s", "peak_rss_mib"}``; the mask is ``<output_dir>/<name>_seg.nii.gz``.
+Prints the same ``BENCH {"wall_s", "cpu_s", "peak_rss_mib"}`` line as the bundle rows (``bench_line``).
 """
 import json
 import os
-import resource
 import sys
 import time
 import types
@@ -102,6 +101,9 @@ def main(job_file: str) -> None:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    sys.path.insert(0, job["bundle"])
+    from scripts.benchmark_inference import bench_line  # standard library only at import: fine in this venv
+
     t0 = time.perf_counter()
     net = _zyx_wrapper(bundle_network(Path(job["bundle"]), Path(job["ckpt"])))
     plans, dataset = plans_and_dataset(job["spacing"], job["patch_size"], job["intensity"])
@@ -110,17 +112,10 @@ def main(job_file: str) -> None:
                                 perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=True)
     predictor.manual_initialization(net, manager, manager.get_configuration("3d_fullres"),
                                     [net.state_dict()], dataset, "bundle", None)
-    image = Path(job["image"])
-    data, props = NibabelIOWithReorient().read_images([str(image)])
-    out = Path(job["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    name = image.name[: -len(".nii.gz")] if image.name.endswith(".nii.gz") else image.stem
-    predictor.predict_single_npy_array(data, props, None, str(out / f"{name}_seg"), False)
-    wall = time.perf_counter() - t0
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")]
-    print("BENCH " + json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
-                                 "peak_rss_mib": hwm[0] / 1024 if hwm else ru.ru_maxrss / 1024}), flush=True)
+    data, props = NibabelIOWithReorient().read_images([job["image"]])
+    # nnU-Net appends dataset["file_ending"] to the truncated name
+    predictor.predict_single_npy_array(data, props, None, job["output"][: -len(".nii.gz")], False)
+    print(bench_line(time.perf_counter() - t0), flush=True)
 
 
 if __name__ == "__main__":

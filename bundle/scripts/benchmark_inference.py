@@ -46,23 +46,26 @@ CONFIGS = {
 }
 
 
-def _nnunet_command(image: Path, out: Path, threads: int, python: Path) -> list[str]:
-    """The peer-venv command of row (c), with the fine network's geometry and intensity window as inference.yaml
-    resolves them (so both rows run the same network on the same grid)."""
+def _nnunet_fine_network() -> dict:
+    """Row (c)'s part of the job: the fine network's checkpoint, geometry and intensity window as inference.yaml
+    resolves them (so the paper and nnU-Net rows run the same network on the same grid)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "inference.yaml"))
     parser["bundle_root"] = str(BUNDLE)
     intensity = parser.get_parsed_content("intensity")
-    job = {"image": str(image), "output_dir": str(out), "bundle": str(BUNDLE), "threads": int(threads),
-           "ckpt": str(parser.get_parsed_content("ckpt_path")),
-           "spacing": [float(v) for v in parser.get_parsed_content("spacing")],
-           "patch_size": [int(v) for v in parser.get_parsed_content("patch_size")],
-           "intensity": {k: float(intensity[k]) for k in ("a_min", "a_max", "b_min", "b_max")}}
-    out.mkdir(parents=True, exist_ok=True)
-    job_file = out / "nnunet_job.json"
-    job_file.write_text(json.dumps(job))
+    return {"bundle": str(BUNDLE), "ckpt": str(parser.get_parsed_content("ckpt_path")),
+            "spacing": [float(v) for v in parser.get_parsed_content("spacing")],
+            "patch_size": [int(v) for v in parser.get_parsed_content("patch_size")],
+            "intensity": {k: float(intensity[k]) for k in ("a_min", "a_max", "b_min", "b_max")}}
+
+
+def _nnunet_command(fine: dict, image: Path, mask: Path, threads: int, python: Path) -> list[str]:
+    """The peer-venv command of row (c): its job file (``fine`` plus this volume) is written beside the mask."""
+    mask.parent.mkdir(parents=True, exist_ok=True)
+    job_file = mask.parent / "nnunet_job.json"
+    job_file.write_text(json.dumps({**fine, "image": str(image), "output": str(mask), "threads": int(threads)}))
     return [str(python), str(NNUNET_SCRIPT), str(job_file)]
 
 
@@ -94,8 +97,6 @@ def volume(name: str) -> tuple[Path, Path, str]:
 
 def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
     """Child process: run inference.yaml once and print a JSON line with wall time, CPU time and peak RSS."""
-    import resource
-
     import torch
     from monai.bundle import run
 
@@ -104,12 +105,18 @@ def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
     run(run_id="run", config_file=str(BUNDLE / "configs" / "inference.yaml"), bundle_root=str(BUNDLE),
         image=str(image), output_dir=str(output_dir), logging_file=str(BUNDLE / "configs" / "logging.conf"),
         **CONFIGS[config])
-    wall = time.perf_counter() - t0
+    print(bench_line(time.perf_counter() - t0))
+
+
+def bench_line(wall_s: float) -> str:
+    """The line a benchmark child prints last: its wall time, CPU time and peak RSS, as the parent reads them.
+    Peak RSS is ``VmHWM``, this process's own (``ru_maxrss`` starts from the parent's RSS at fork)."""
+    import resource
+
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    # VmHWM: this process's own peak (ru_maxrss starts from the parent's RSS at fork)
     hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")]
     peak = hwm[0] / 1024 if hwm else ru.ru_maxrss / 1024
-    print("BENCH " + json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": peak}))
+    return "BENCH " + json.dumps({"wall_s": wall_s, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": peak})
 
 
 def dice(mask_path: Path, label_path: Path, label_map: str) -> float:
@@ -159,6 +166,7 @@ def run(
     if "nnunet" in configs and not (peer.is_file() and NNUNET_SCRIPT.is_file()):
         raise FileNotFoundError(f"{peer}: no nnU-Net peer python for config 'nnunet' (build it with "
                                 f"'bash tests/plan/make_nnunet_venv.sh', or leave nnunet out of --configs)")
+    fine = _nnunet_fine_network() if "nnunet" in configs else {}
     volumes = [v for v in (volumes.split(",") if isinstance(volumes, str) else list(volumes)) if v]
     jobs = [(c, v) for c in configs for v in volumes]
     if memory_volume:
@@ -172,8 +180,9 @@ def run(
             if not image.is_file():
                 raise FileNotFoundError(f"{image}: benchmark volume not found (set SPINE_SHARED_DIR for the real CTs)")
             out = work / f"{name}_{config}"
+            mask = out / (image.name.replace(".nii.gz", "") + "_seg.nii.gz")
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-            cmd = (_nnunet_command(image, out, threads, peer) if config == "nnunet" else
+            cmd = (_nnunet_command(fine, image, mask, threads, peer) if config == "nnunet" else
                    [sys.executable, "-m", "scripts.benchmark_inference", "one", str(image), str(out), config,
                     f"--threads={threads}"])
             proc = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True)
@@ -183,7 +192,6 @@ def run(
                 raise RuntimeError(f"{name}/{config}: inference failed ({proc.returncode}); its log: "
                                    f"{work}/{name}_{config}.stderr.txt")
             row = {"volume": name, "config": config, **json.loads(line[-1][6:])}
-            mask = out / (image.name.replace(".nii.gz", "") + "_seg.nii.gz")
             row["dice"] = dice(mask, label, label_map)
             warn = [s for s in proc.stderr.splitlines() if "coarse-to-fine" in s and "WARNING" in s]
             row["warnings"] = warn
