@@ -4,7 +4,8 @@ One epoch of the quick recipe on 6 small phantoms (fold 0 of 3: 4 training, 2 va
 patches per iteration, validation once at the end. It checks what DDP training must get right: both ranks train on
 disjoint halves of the training set, the validation metric is gathered over the ranks, exactly one checkpoint is
 written (a plain state_dict the inference config can load), rank 0 alone writes TensorBoard files and the epoch
-logs, and the process group shuts down without a deadlock (rc 0 within the timeout).
+logs, and the process group shuts down without a deadlock (rc 0 within the timeout) and is freed on every rank
+before the interpreter exits (scripts/distributed.py).
 """
 from __future__ import annotations
 
@@ -89,3 +90,11 @@ def test_only_rank_zero_writes_logs_and_tensorboard(ddp_run):
     assert log.count("Epoch[1] Metrics -- train_mean_dice") == 1
     assert log.count("Epoch[1] Metrics -- val_mean_dice") == 1
     assert log.count("Engine run finished") == 2  # rank 0's trainer and evaluator; rank 1 logs warnings only
+
+
+def test_every_rank_frees_its_process_group_before_exit(ddp_run):
+    # A group still alive at interpreter exit keeps gloo worker threads that can abort the rank (SIGABRT) while
+    # Python finalizes: scripts/distributed.py. Each rank's finalize must have freed it, not merely destroyed it.
+    freed = re.findall(r"rank (\d): process group destroyed and freed", ddp_run["log"])
+    assert sorted(freed) == ["0", "1"], ddp_run["log"][-3000:]
+    assert "still referenced after destroy_process_group" not in ddp_run["log"]
