@@ -5,15 +5,15 @@ MONAI), called by ``bundle/scripts/benchmark_inference.py`` (config ``nnunet``),
 
     <peer-venv>/bin/python benchmarks/nnunet_predictor.py job.json
 
-``job.json``: ``{"image", "output", "bundle", "ckpt", "spacing", "patch_size", "intensity", "threads"}`` with the
-mask path (``.nii.gz``) and the spacing, patch size and intensity window the bundle's inference.yaml resolved. The network is the bundle's
-SpineContextResUNet with the weights of ``ckpt``; everything else is nnU-Net's: ``NibabelIOWithReorient`` I/O,
-``DefaultPreprocessor`` (CT normalisation, third-order resampling to the bundle's spacing), ``nnUNetPredictor``
-sliding window (step 0.5, Gaussian, no mirroring), resampling of the logits back, softmax/argmax (see
-``_zyx_wrapper``), export on the input's grid. The bundle's intensity window becomes nnU-Net's ``CTNormalization`` with
-``percentile_00_5 = a_min``, ``percentile_99_5 = a_max``, mean and std chosen so that ``(clip(x) - mean) / std``
-equals ``ScaleIntensityRange(a_min, a_max, b_min, b_max, clip=True)``. No largest-component step: nnU-Net applies
-post-processing only when its cross-validation chose it.
+``job.json``: ``{"image", "output", "bundle", "ckpt", "spacing", "patch_size", "intensity", "threads"}`` with the mask
+path (``.nii.gz``) and the spacing, patch size and intensity window the bundle's inference.yaml resolved. The network
+is the bundle's SpineContextResUNet with the weights of ``ckpt``; everything else is nnU-Net's:
+``NibabelIOWithReorient`` I/O, ``DefaultPreprocessor`` (CT normalisation, third-order resampling to the bundle's
+spacing), ``nnUNetPredictor`` sliding window (step 0.5, Gaussian, no mirroring), resampling of the logits back,
+softmax/argmax (see ``_zyx_wrapper``), export on the input's grid. The bundle's intensity window becomes nnU-Net's
+``CTNormalization`` with ``percentile_00_5 = a_min``, ``percentile_99_5 = a_max``, mean and std chosen so that
+``(clip(x) - mean) / std`` equals ``ScaleIntensityRange(a_min, a_max, b_min, b_max, clip=True)``. No largest-component
+step: nnU-Net applies post-processing only when its cross-validation chose it.
 
 Prints the same ``BENCH {"wall_s", "cpu_s", "peak_rss_mib"}`` line as the bundle rows (``bench_line``).
 """

@@ -13,10 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"
 SHARED = Path(os.environ.get("SPINE_SHARED_DIR", REPO.parent / "shared"))
 REAL = SHARED / "data" / "real"
-PEER_VENV = Path(os.environ.get("SPINE_PEER_VENV", Path.home() / ".cache" / "spine_ct_seg" / "nnunet-venv"))
 
 if str(BUNDLE) not in sys.path:
     sys.path.insert(0, str(BUNDLE))
+
+from scripts.benchmark_inference import PEER_PYTHON  # noqa: E402  the nnU-Net peer venv's python, one default
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +49,7 @@ def peer_python() -> Path:
     start = time.time()
     try:
         proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1500, check=False,
-                              env={**os.environ, "SPINE_PEER_VENV": str(PEER_VENV)})
+                              env={**os.environ, "SPINE_PEER_VENV": str(PEER_PYTHON.parents[1])})
     except (OSError, subprocess.TimeoutExpired) as err:
         pytest.skip(f"nnU-Net peer venv could not be created ({err}); the comparison with nnU-Net needs it")
     if proc.returncode != 0:
@@ -56,4 +57,4 @@ def peer_python() -> Path:
         pytest.skip(f"nnU-Net peer venv could not be created by {script.name} (exit {proc.returncode}): {tail}")
     took = time.time() - start
     sys.stderr.write(f"\n[nnU-Net peer] venv ready in {took:.0f} s: {proc.stdout.strip().splitlines()[0]}\n")
-    return PEER_VENV / "bin" / "python"
+    return PEER_PYTHON

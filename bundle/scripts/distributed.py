@@ -29,7 +29,7 @@ import torch.distributed as dist
 logger = logging.getLogger(__name__)
 
 
-def release_ddp(network: torch.nn.Module) -> None:
+def release_ddp(network: torch.nn.Module | None) -> None:
     """Drop a DDP module's references to its process group: ``logger``, ``reducer`` (C++) and ``process_group``.
 
     These are the attributes DDP itself leaves out when it is pickled (``__getstate__``). The wrapped
@@ -50,8 +50,7 @@ def shut_down(network: torch.nn.Module | None = None) -> bool:
     """
     if not dist.is_initialized():
         return True
-    if network is not None:
-        release_ddp(network)
+    release_ddp(network)
     group = weakref.ref(dist.group.WORLD)
     rank = dist.get_rank()
     dist.destroy_process_group()

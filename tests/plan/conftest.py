@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import SHARED
 from . import synth
 
 HERE = Path(__file__).resolve().parent
-# same rule as tests/conftest.py (SPINE_SHARED_DIR or ../shared next to the repository)
-SHARED = Path(os.environ.get("SPINE_SHARED_DIR", HERE.parents[2] / "shared"))
 #: nnU-Net planner class -> our preset
 PLANNERS = {"ExperimentPlanner": "nnunet_default", "nnUNetPlannerResEncM": "resenc_m",
             "nnUNetPlannerResEncL": "resenc_l"}
