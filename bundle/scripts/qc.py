@@ -93,6 +93,7 @@ def qc_image(
     alpha: float = 0.35,
     max_size: int = 1024,
     min_size: int = 384,
+    centre: Sequence[int] | None = None,
 ) -> np.ndarray:
     """The QC picture as a ``(H, W, 3)`` uint8 array (see the module docstring for the layout).
 
@@ -104,6 +105,7 @@ def qc_image(
         alpha: opacity of the filled overlay.
         max_size: upper bound on the picture's height and on each panel's width, in pixels.
         min_size: small volumes are upsampled so that the longest physical extent spans at least this many pixels.
+        centre: the voxel ``(x, y, z)`` the two slices go through (default: the mask's centroid).
     """
     # only two slices are drawn: no full-volume float/int32 copies (a 512x512x600 CT is 630 MB per float copy)
     img = _squeeze3d(_to_numpy(image), "image")
@@ -119,7 +121,9 @@ def qc_image(
     if sp.size != 3 or np.any(sp <= 0):
         raise ValueError(f"spacing must be 3 positive numbers, got {spacing}")
 
-    if lab.any():
+    if centre is not None:
+        centre = np.asarray(centre, dtype=int)
+    elif lab.any():
         fg = lab > 0  # the centre of mass from per-axis counts: scipy's builds a float64 volume per axis (1.2 GB
         counts = [fg.sum(axis=tuple(j for j in range(3) if j != a)) for a in range(3)]  # at 512x512x600)
         centre = np.rint([np.dot(c, np.arange(c.size)) / c.sum() for c in counts]).astype(int)

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["VERSE_IDS", "LABEL_MAPS", "get_label_map", "lookup_table", "remap"]
+__all__ = ["VERSE_IDS", "LABEL_MAPS", "TOTALSEG_STRUCTURES", "OFF_TARGET_CRITICAL", "get_label_map", "lookup_table",
+           "remap"]
 
 #: VerSe vertebra ids: C1..C7, T1..T12, L1..L6 and T13 (28). 26/27 (sacrum/coccyx in some releases) are not used.
 VERSE_IDS: tuple[int, ...] = tuple(range(1, 26)) + (28,)
@@ -28,6 +29,30 @@ LABEL_MAPS: dict[str, dict[int, int]] = {
     "verse": {i: i for i in VERSE_IDS},
     "totalseg": {t: 51 - t for t in range(27, 51)},
 }
+
+#: TotalSegmentator v2 "total" ids of the named structures around the spine (Wasserthal et al. 2023, class map v2):
+#: where a prediction's false positives land, and the anatomy the label-map synthesis draws. "sacrum" includes S1
+#: (26), which has no VerSe id and is therefore not spine in this bundle.
+TOTALSEG_STRUCTURES: dict[str, tuple[int, ...]] = {
+    "heart": (51,),
+    "aorta": (52,),
+    "ivc": (63,),
+    "kidneys": (2, 3),
+    "liver": (5,),
+    "spleen": (1,),
+    "ribs": tuple(range(92, 116)),
+    "sternum": (116,),
+    "costal_cartilages": (117,),
+    "scapulae": (71, 72),
+    "clavicles": (73, 74),
+    "humeri": (69, 70),
+    "hips": (77, 78),
+    "femurs": (75, 76),
+    "sacrum": (25, 26),
+    "spinal_cord": (79,),
+}
+#: The structures whose share of a prediction must stay small: the look-alikes a spine model confuses first.
+OFF_TARGET_CRITICAL: tuple[str, ...] = ("heart", "aorta", "kidneys", "ribs", "scapulae", "sternum")
 
 
 def get_label_map(label_map: str | Mapping | None) -> dict[int, int]:

@@ -1,0 +1,101 @@
+"""benchmarks/real_ct.py: its figures on tiny constructed cases whose answers are known by hand, its world-space
+label resampling, and one end-to-end run of the bundle's inference on a constructed case laid out as a real one."""
+import importlib.util
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from .conftest import REPO
+
+spec = importlib.util.spec_from_file_location("real_ct", REPO / "benchmarks" / "real_ct.py")
+real_ct = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(real_ct)
+
+
+def _cube(shape, lo, hi):
+    a = np.zeros(shape, dtype=np.uint8)
+    a[tuple(slice(s, e) for s, e in zip(lo, hi))] = 1
+    return a
+
+
+def test_scores_of_a_constructed_case():
+    # reference: a 10x10x10 cube; prediction: the same cube shifted by 2 voxels in x plus a 2x2x2 blob on the "heart"
+    shape = (40, 30, 30)
+    ref = _cube(shape, (10, 10, 10), (20, 20, 20))
+    pred = _cube(shape, (12, 10, 10), (22, 20, 20))
+    pred[30:32, 2:4, 2:4] = 1
+    organ = np.zeros(shape, dtype=np.int32)
+    organ[30:32, 2:4, 2:4] = 51  # heart
+    organ[21:22, 10:20, 10:20] = 92  # a rib under part of the prediction's overhang (10x10 = 100 voxels)
+    row = real_ct.score_case(pred, ref, spacing=(1.0, 2.0, 0.5), organ_map=organ, box=((0, 0, 0), (20, 30, 30)))
+    tp, n_pred, n_ref = 800, 1000 + 8, 1000
+    assert row["dice"] == pytest.approx(2 * tp / (n_pred + n_ref), abs=1e-6)
+    assert row["recall"] == pytest.approx(0.8)
+    assert row["pred_ml"] == pytest.approx(n_pred * 1e-3)  # 1 x 2 x 0.5 mm = 1 mm^3 per voxel
+    assert row["fp_ml"] == pytest.approx((n_pred - tp) * 1e-3)
+    assert row["on_structure_voxels"]["heart"] == 8 and row["on_structure_voxels"]["ribs"] == 100
+    assert row["critical_share"] == pytest.approx(108 / n_pred)
+    assert row["box_spine_share"] == pytest.approx(1.0)  # the box x 0..20 holds the whole reference
+    assert row["box_volume_share"] == pytest.approx(0.5)
+    assert row["hd95_mm"] > 0
+
+
+def test_empty_prediction_scores_zero():
+    ref = _cube((10, 10, 10), (2, 2, 2), (6, 6, 6))
+    row = real_ct.score_case(np.zeros_like(ref), ref, (1, 1, 1), organ_map=np.zeros((10, 10, 10)))
+    assert row["dice"] == 0.0 and row["recall"] == 0.0 and row["critical_share"] == 0.0
+
+
+def test_overlay_colours_fp_fn_tp():
+    pred = np.array([1, 1, 0, 0])
+    ref = np.array([0, 1, 1, 0])
+    assert real_ct.overlay_labels(pred, ref).tolist() == [1, 3, 2, 0]
+
+
+def test_labels_on_another_grid_are_compared_in_world_space(tmp_path):
+    # the same world-space cube written on a y-flipped grid (as the DICOM case's label) lands on the same voxels
+    shape = (12, 14, 8)
+    ras = np.diag([2.0, 1.5, 3.0, 1.0])
+    lab = _cube(shape, (2, 3, 1), (6, 9, 5)) * 33
+    flip = ras.copy()
+    flip[1, 1] = -1.5
+    flip[1, 3] = (shape[1] - 1) * 1.5
+    nib.save(nib.Nifti1Image(lab[:, ::-1].copy(), flip), tmp_path / "flipped.nii.gz")
+    out = real_ct.load_on_grid(tmp_path / "flipped.nii.gz", shape, ras)
+    assert out.shape == shape and np.array_equal(out, lab)
+
+
+def test_end_to_end_on_a_constructed_case(tmp_path, bundle_dir):
+    """A phantom laid out as the registry's tptbox case: the JSON's Dice equals the Dice of the written mask against
+    the label, the mask keeps the input's grid, and the montage is written."""
+    from scripts.data.phantom import write_case
+    from scripts.data.real_cases import REAL_CASES
+
+    case = next(c for c in REAL_CASES if c.name == "tptbox_ct_crop")
+    image, label = tmp_path / "real" / case.image, tmp_path / "real" / case.label
+    image.parent.mkdir(parents=True)
+    write_case(str(image), str(label), seed=7, spacing=(2.0, 2.0, 2.0), shape=(64, 64, 48), orientation="PIR")
+    out = tmp_path / "out"
+    rows = real_ct.run(real_dir=str(tmp_path / "real"), out_dir=str(out), coarse_to_fine=False, cases="tptbox_ct_crop",
+                       spacing=[2.0, 2.0, 2.0], patch_size=[64, 64, 32], threads=1)
+    record = json.loads((out / "real_ct.json").read_text())
+    assert [r["case"] for r in record["cases"]] == ["tptbox_ct_crop"] == [r["case"] for r in rows]
+    mask_img = nib.load(out / "masks" / "tptbox_ct_crop_seg.nii.gz")
+    lab_img = nib.load(label)
+    assert mask_img.shape == lab_img.shape and np.allclose(mask_img.affine, lab_img.affine, atol=1e-4)
+    pred, ref = np.asanyarray(mask_img.dataobj) > 0, np.asanyarray(lab_img.dataobj) > 0
+    dice = 2 * (pred & ref).sum() / (pred.sum() + ref.sum())
+    assert record["cases"][0]["dice"] == pytest.approx(dice, abs=1e-4)
+    assert (out / "real_ct_montage.png").stat().st_size > 1000
+
+
+def test_unknown_case_and_missing_checkpoint_are_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown real case"):
+        real_ct.available_cases(tmp_path, ["nope"])
+    (tmp_path / "verse014").mkdir()
+    for name in ("sub-verse014_ct.nii.gz", "sub-verse014_seg-vert_msk.nii.gz"):
+        (tmp_path / "verse014" / name).write_bytes(b"")
+    with pytest.raises(SystemExit, match="missing.pt: --checkpoint does not exist"):
+        real_ct.run(checkpoint=str(tmp_path / "missing.pt"), real_dir=str(tmp_path), out_dir=str(tmp_path / "o"))
