@@ -56,6 +56,63 @@ def training_data(
     return load_datalist(dataset_dir=root, fold=fold, n_folds=n_folds, label_map=label_map)
 
 
+def mixed_training_data(
+    weights: dict,
+    phantom_dir: str = "data/phantom",
+    n_phantoms: int = 10,
+    phantom_kwargs: dict | None = None,
+    synthesis_dir: str = "data/synth",
+    n_synthesis: int = 24,
+    synthesis_kwargs: dict | None = None,
+    real_dir: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """The data mix of configs/data_mix.yaml: phantoms, label-map synthesis and the trainable labelled real CTs.
+
+    ``weights`` maps each source (``phantom``, ``synthesis``, ``real``) to its share of the training draws; a source
+    with weight 0 is left out (and not generated). Every training entry carries ``"source"`` and ``"weight"``, the
+    source's weight divided by its number of cases, for a ``WeightedRandomSampler``. Validation is always the
+    development validation case (``real_cases.VALIDATION_CASE``, never trained on); ``testing`` holds the phantom
+    test cases when phantoms are in the mix.
+    """
+    from .datalist import load_datalist
+    from .real_cases import REAL_DIR, VALIDATION_CASE, available_cases, training_entries
+
+    unknown = set(weights) - {"phantom", "synthesis", "real"}
+    if unknown or not any(float(w) > 0 for w in weights.values()):
+        raise ValueError(f"data mix weights must be positive for some of phantom, synthesis, real; got {weights}")
+    root = Path(real_dir) if real_dir else REAL_DIR
+    sources: dict[str, list[dict]] = {}
+    testing: list[dict] = []
+    if float(weights.get("phantom", 0)) > 0:
+        from .phantom import make_dataset
+
+        folder = make_dataset(str(phantom_dir), n_train=int(n_phantoms), n_test=4, seed=int(seed),
+                              **(phantom_kwargs or {}))
+        data = load_datalist(dataset_dir=folder, n_folds=0, label_map="verse")
+        sources["phantom"], testing = data["training"], data["testing"]
+    if float(weights.get("synthesis", 0)) > 0:
+        from .synthesis import make_dataset as make_synthesis
+
+        folder = make_synthesis(str(synthesis_dir), n_cases=int(n_synthesis), seed=int(seed), real_dir=str(root),
+                                **(synthesis_kwargs or {}))
+        sources["synthesis"] = load_datalist(dataset_dir=folder, n_folds=0, label_map="verse")["training"]
+    if float(weights.get("real", 0)) > 0:
+        sources["real"] = training_entries(root)
+    training = []
+    for name, items in sources.items():
+        if not items:
+            raise ValueError(f"data mix: the '{name}' source has no cases")
+        for it in items:
+            training.append({"image": it["image"], "label": it["label"], "label_map": it.get("label_map", "verse"),
+                             "source": name, "weight": float(weights[name]) / len(items)})
+    validation = [{"image": str(c.path("image", root)), "label": str(c.path("label", root)), "label_map": c.label_map}
+                  for c in available_cases(root, [VALIDATION_CASE])]
+    logger.info("data mix: %s; validation: %s", {k: f"{len(v)} cases, weight {weights[k]}" for k, v in sources.items()},
+                [Path(v["image"]).name for v in validation] or "none")
+    return {"training": training, "validation": validation, "testing": testing}
+
+
 def evaluation_cases(data: dict) -> list[dict]:
     """Held-out labelled cases: the testing list when all its cases have labels (the phantom set's do), else the
     validation fold."""
