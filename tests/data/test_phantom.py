@@ -219,3 +219,30 @@ def test_realism_vs_real_case(real_dir):
         ph = np.mean([s[key] for s in stats])
         assert abs(ph / real[key] - 1) < 0.35, (key, ph, real[key])
     assert abs(np.mean([s["soft_sd"] for s in stats]) / real["soft_sd"] - 1) < 0.35
+
+
+# Golden output of the generator. These constants pin GENERATOR_VERSION's output: when the generator changes on
+# purpose, GENERATOR_VERSION is bumped and the hashes below are re-measured and updated together (a change to the
+# output without a bump fails here, and so does a bump without re-pinning). sha256 of the raw array bytes
+# (C order, int16 image / uint8 label), not of a .nii.gz file (gzip headers carry a timestamp).
+PINNED_GENERATOR_VERSION = 1
+PINNED_CASE = dict(seed=17, spacing=(2.0, 2.0, 3.0), size_scale=0.4, levels=(20, 22), orientation="RAS")
+PINNED_SHAPE = (55, 55, 41)
+PINNED_IMAGE_SHA256 = "b9e1e4be45224f291cb8cb0e2e1ba96e31ab958724cce9c0f7d2d042bf5f4297"
+PINNED_LABEL_SHA256 = "8df2732d7ba1eedbe443b4157d3006d5206ddd1528c4321865fbddca26425384"
+
+
+def test_generator_output_pinned_by_hash():
+    import hashlib
+
+    assert phantom.GENERATOR_VERSION == PINNED_GENERATOR_VERSION, (
+        "GENERATOR_VERSION was bumped: re-measure and update the PINNED_* hashes together with it")
+    case = dict(PINNED_CASE)
+    res = phantom.generate_case(case.pop("seed"), **case)
+    img, lab = np.ascontiguousarray(res["image"]), np.ascontiguousarray(res["label"])
+    assert img.dtype == np.int16 and lab.dtype == np.uint8
+    assert img.shape == lab.shape == PINNED_SHAPE
+    got = (hashlib.sha256(img.tobytes()).hexdigest(), hashlib.sha256(lab.tobytes()).hexdigest())
+    assert got == (PINNED_IMAGE_SHA256, PINNED_LABEL_SHA256), (
+        f"phantom output changed without a GENERATOR_VERSION bump (got image/label sha256 {got}); if the change "
+        "is intended, bump GENERATOR_VERSION in scripts/data/phantom.py and re-pin these hashes")
