@@ -81,3 +81,24 @@ def test_patch_size_rule_names_network_and_divisor():
     check_patch_size("spine_context_resunet", (128, 128, 64))
     with pytest.raises(ValueError, match="'swin_unetr' needs every patch dimension divisible by 32"):
         check_patch_size("swin_unetr", (128, 128, 48))
+
+
+def test_channels_last_keeps_outputs_and_state_dict():
+    """build_network(channels_last=True) computes what the channels-first network computes, with the same state_dict
+    keys (the checkpoint loads into a plain network); every 3-D weight and the output are NDHWC."""
+    import torch
+
+    from scripts.networks import build_network
+
+    torch.manual_seed(0)
+    plain = build_network("spine_context_resunet", patch_size=(32, 32, 32)).eval()
+    fast = build_network("spine_context_resunet", patch_size=(32, 32, 32), channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        y_plain, y_fast = plain(x), fast(x)
+    assert y_fast.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.allclose(y_plain, y_fast, atol=1e-4)
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in fast.parameters() if p.ndim == 5)
+    build_network("spine_context_resunet", patch_size=(32, 32, 32)).load_state_dict(fast.state_dict())

