@@ -1,0 +1,31 @@
+"""Synthetic spine CT phantom generator: realistic HU volumes with VerSe-style vertebra labels.
+
+The scene is modelled in world millimetres (RAS+: +x = patient right, +y = anterior, +z = superior) as
+signed-distance primitives (capsules, ellipsoids, elliptic cylinders, extruded segments). Each primitive is
+evaluated only inside its bounding box on the voxel grid. Soft tissue is painted with priority (later
+overwrites earlier); bone is accumulated as two signed-distance fields (labelled vertebrae / unlabelled
+distractor bone: ribs, sternum, sacrum, pelvis, skull base, mandible, scapulae, clavicles) and converted
+to HU at the end (cortical shell + cancellous core with trabecular texture, anti-aliased border).
+Acquisition: random FOV (contiguous sub-range of the spine), in-plane spacing 0.6-1.0 mm, slice spacing
+0.5-5 mm, Gaussian PSF, correlated Gaussian noise, HU offset, orientation RAS/LPS/PIR.
+
+Labels: 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6 (L6 only in ~5 % of cases); 0 everything else.
+
+Modules: ``tables`` (anatomical sizes), ``sdf`` (primitives), ``anatomy`` (random anatomy, column), ``skeleton``
+(vertebrae and distractor bone), ``viscera`` (vessels, bowel, fat, lung vessels), ``canvas`` (voxel grid,
+painting, bone HU), ``scene`` (painting a case's anatomy), ``acquisition`` (scanner draws, grid, PSF, noise,
+orientation), ``generator`` (``generate_case``), ``dataset`` (NIfTI files, cached data sets).
+
+CLI::
+
+    python -m scripts.data.phantom case --out_image x.nii.gz --out_label y.nii.gz --seed 3
+    python -m scripts.data.phantom dataset --out_dir X --n_train 4
+"""
+from __future__ import annotations
+
+from .acquisition import ORIENTATIONS
+from .dataset import _jsonable, _save_nifti, make_dataset, write_case
+from .generator import GENERATOR_VERSION, generate_case
+from .tables import LEVEL_NAMES
+
+__all__ = ["LEVEL_NAMES", "ORIENTATIONS", "GENERATOR_VERSION", "generate_case", "write_case", "make_dataset"]
