@@ -9,7 +9,7 @@ Conf keys (``--conf KEY VALUE``):
     models   the model name shown in the client; default the bundle folder's name.
 
 MONAI Label's bundle tasks read one config each (``configs/inference.yaml`` and ``configs/train.yaml``), labels from
-``metadata.json``'s ``channel_def`` (``{"spine": 1}``) and run the run id ``run``. Three things are added here:
+``metadata.json``'s ``channel_def`` (``{"spine": 1}``) and run the run id ``run``. Four things are added here:
 
 * ``pretrained``: MONAI Label adds its own CheckpointLoader only when the bundle's ``train#handlers`` has none; ours
   has one (switched on by the bundle key ``pretrained``), so fine-tuning from ``models/<model_filename>`` is
@@ -18,45 +18,71 @@ MONAI Label's bundle tasks read one config each (``configs/inference.yaml`` and 
 * a few bundle keys as train options (``patch_size``, ``num_samples``, ``learning_rate``, ``val_interval``), empty
   = the bundle's value, so a short CPU run can use small patches. ``max_epochs``, ``val_split`` and ``device`` are
   MONAI Label's own options.
+* request checks (``request_checks.py``): MONAI Label copies request values into the bundle's config, where a string
+  starting with ``$`` would run as Python. Every /train/ key is whitelisted with a typed value, ``run_id`` is always
+  ``run``, ``model_filename`` must be a file in ``models/``; /infer/ checks ``device`` and ``model_filename``. A
+  refused request gets HTTP 422 with one line naming the key, before any training is queued.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
+import sys
 
+from fastapi import HTTPException
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.random import Random
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleTrainTask
+from monailabel.utils.async_tasks.task import AsyncTask
+from monailabel.utils.others.generic import device_list
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:   # MONAI Label loads main.py by its file path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from request_checks import (BUNDLE_TRAIN_OPTIONS, RequestRejected, check_infer_request,  # noqa: E402
+                            check_train_request)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = "spine_ct_segmentation"
 # train options passed to the bundle as config overrides ("" or None = keep the bundle's value)
-TRAIN_OPTIONS = {"patch_size": "", "num_samples": "", "learning_rate": "", "val_interval": ""}
+TRAIN_OPTIONS = {key: "" for key in BUNDLE_TRAIN_OPTIONS}   # patch_size, num_samples, learning_rate, val_interval
 
 
-def _option_value(key: str, value):
-    """A train option as the bundle expects it: ``patch_size`` "96,96,48" (or a list) -> [96, 96, 48]; numbers as
-    numbers. Raises ValueError naming the option for anything else."""
-    if isinstance(value, str):
-        value = value.strip()
-        try:
-            value = json.loads(f"[{value}]" if key == "patch_size" and not value.startswith("[") else value)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"train option {key}: cannot read {value!r} ({err})") from None
-    if key == "patch_size":
-        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and v > 0 for v in value)):
-            raise ValueError(f"train option patch_size: expected 3 positive integers, got {value!r}")
-    elif not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"train option {key}: expected a number, got {value!r}")
-    return value
+def _checked(check, request, bundle_dir: str) -> dict:
+    """``check(request, models_dir, devices)``; a refusal becomes HTTP 422 with its one-line message."""
+    try:
+        return check(request, os.path.join(bundle_dir, "models"), [str(d) for d in device_list()])
+    except RequestRejected as err:
+        logger.error(str(err))
+        raise HTTPException(status_code=422, detail=str(err)) from None
+
+
+def _check_train_requests_when_queued(bundle_dir: str, model_names) -> None:
+    """/train/ replies at once and trains in a background process (``AsyncTask.run``), so the task's own check
+    would only fail the task later: check the request where it is queued too, so a refusal is the HTTP reply."""
+    run = AsyncTask.run
+    if getattr(run, "spine_request_check", False):
+        return
+
+    def checked_run(method, request=None, params=None, *args, **kwargs):
+        if method == "train":
+            # the deprecated POST /train/ nests each model's options under its name (and copies them up as well)
+            nested = {k for k, v in (params or {}).items() if k in model_names and isinstance(v, dict)}
+            _checked(check_train_request, {**(request or {}), **{k: v for k, v in (params or {}).items()
+                                                                 if k not in nested}}, bundle_dir)
+        return run(method, request, params, *args, **kwargs)
+
+    checked_run.spine_request_check = True
+    AsyncTask.run = staticmethod(checked_run)
 
 
 class SpineBundleInferTask(BundleInferTask):
     """The bundle's inference config; drops every ``Save*`` post transform (SaveImaged and the bundle's QC PNG writer):
     MONAI Label returns the mask to the client itself."""
+
+    def __call__(self, request, *args, **kwargs):
+        return super().__call__(_checked(check_infer_request, request, self.bundle_path), *args, **kwargs)
 
     def run_pre_transforms(self, data, transforms):
         # MONAI 1.6's Spacingd copies the image's metadata into every "image_*" key of the data dict, including
@@ -83,19 +109,17 @@ class SpineBundleTrainTask(BundleTrainTask):
         return {**super().config(), **TRAIN_OPTIONS}
 
     def __call__(self, request, datastore):
-        self._request = dict(request)
-        return super().__call__(request, datastore)
+        self._request = _checked(check_train_request, request, self.bundle_path)   # typed values, run_id "run"
+        return super().__call__(self._request, datastore)
 
     def _update_overrides(self, overrides):
         request = getattr(self, "_request", {})
-        filename = request.get("model_filename", self.const.model_pytorch())
-        filename = filename if isinstance(filename, str) else filename[0]
-        checkpoint = os.path.join(self.bundle_path, "models", filename)
+        checkpoint = os.path.join(self.bundle_path, "models", request.get("model_filename", self.const.model_pytorch()))
         if request.get("pretrained", True) and os.path.exists(checkpoint):
             overrides["pretrained"] = checkpoint
         for key in TRAIN_OPTIONS:
-            if request.get(key) not in (None, ""):
-                overrides[key] = _option_value(key, request[key])
+            if key in request:   # checked and typed by check_train_request
+                overrides[key] = request[key]
         # the datastore's lists replace the bundle's validated datalists: keep the bundle's case checks (same grid,
         # 3D, HU range, ...; one error naming every bad file) in front of them
         for key in (self.const.key_train_dataset_data(), self.const.key_validate_dataset_data()):
@@ -113,6 +137,7 @@ class SpineApp(MONAILabelApp):
         if not os.path.isfile(os.path.join(self._bundle_dir, "configs", "metadata.json")):
             raise FileNotFoundError(f"{self._bundle_dir}: not a bundle (no configs/metadata.json); pass --conf bundle")
         self._model_name = conf.get("models") or os.path.basename(self._bundle_dir)
+        _check_train_requests_when_queued(self._bundle_dir, {self._model_name})
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="Spine CT segmentation",
                          description="The spine_ct_segmentation MONAI bundle served by MONAI Label", version="0.1")
 

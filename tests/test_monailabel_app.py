@@ -80,7 +80,8 @@ def server(monailabel_venv, tmp_path_factory):
     bundle.mkdir(parents=True)
     for part in ("configs", "scripts", "models"):       # not data/ (phantom cache) nor eval/
         shutil.copytree(BUNDLE / part, bundle / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(APP / "main.py", app / "main.py")
+    for name in ("main.py", "request_checks.py"):
+        shutil.copy(APP / name, app / name)
     studies = work / "studies"
     metas = {}
     for name, (seed, orientation) in STUDIES.items():   # ~120 x 120 x 50 mm CTs (~80 x 80 x 25 voxels):
