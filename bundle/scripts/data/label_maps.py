@@ -7,6 +7,10 @@ The bundle's target label space is VerSe: 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 2
   25 sacrum, 26 S1, 79 spinal cord and every other value -> 0.
 * a dict ``{source_id: verse_id}`` (keys may be strings, as they come from JSON); unlisted values -> 0.
 
+The ids a label may hold (:func:`known_ids`, checked by ``scripts.data.validation``): for ``"verse"`` 1..28 (the
+vertebrae, and VerSe's 26 sacrum and 27 coccyx, which map to 0), for ``"totalseg"`` TotalSegmentator v2's 1..117
+(the organs map to 0), for a dict its keys (list an id with target 0 to send it to background on purpose).
+
 ``binary=True`` is applied after the mapping: any vertebra -> 1.
 
 The remapping is a single vectorised look-up-table gather (numpy or torch), so it is cheap on full volumes.
@@ -18,8 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["VERSE_IDS", "LABEL_MAPS", "TOTALSEG_STRUCTURES", "OFF_TARGET_CRITICAL", "get_label_map", "lookup_table",
-           "remap"]
+__all__ = ["VERSE_IDS", "LABEL_MAPS", "KNOWN_IDS", "TOTALSEG_STRUCTURES", "OFF_TARGET_CRITICAL", "get_label_map",
+           "known_ids", "label_map_name", "lookup_table", "remap"]
 
 #: VerSe vertebra ids: C1..C7, T1..T12, L1..L6 and T13 (28). 26/27 (sacrum/coccyx in some releases) are not used.
 VERSE_IDS: tuple[int, ...] = tuple(range(1, 26)) + (28,)
@@ -28,6 +32,12 @@ VERSE_IDS: tuple[int, ...] = tuple(range(1, 26)) + (28,)
 LABEL_MAPS: dict[str, dict[int, int]] = {
     "verse": {i: i for i in VERSE_IDS},
     "totalseg": {t: 51 - t for t in range(27, 51)},
+}
+
+#: Every id of each named map's own convention (0, background, aside): values outside are not that convention.
+KNOWN_IDS: dict[str, frozenset[int]] = {
+    "verse": frozenset(range(1, 29)),        # 1-25 and 28 vertebrae, 26 sacrum, 27 coccyx
+    "totalseg": frozenset(range(1, 118)),    # TotalSegmentator v2 "total": 117 classes
 }
 
 #: TotalSegmentator v2 "total" ids of the named structures around the spine (Wasserthal et al. 2023, class map v2):
@@ -79,6 +89,22 @@ def get_label_map(label_map: str | Mapping | None) -> dict[int, int]:
             raise ValueError(f"label map ids must be non-negative, got {k!r}: {v!r}")
         out[src] = dst
     return out
+
+
+def known_ids(label_map: str | Mapping | None) -> frozenset[int]:
+    """The non-zero ids a label of this map may hold: the named convention's ids, or a dict's keys."""
+    if isinstance(label_map, str) or label_map is None:
+        get_label_map(label_map)    # an unknown name is a ValueError
+        return KNOWN_IDS[(label_map or "verse").strip().lower()]
+    return frozenset(src for src in get_label_map(label_map) if src != 0)
+
+
+def label_map_name(label_map: str | Mapping | None) -> str:
+    """How a message names the map: ``the 'verse' label map`` or ``the label map {27: 24, ...}``."""
+    if isinstance(label_map, str) or label_map is None:
+        return f"the {(label_map or 'verse').strip().lower()!r} label map"
+    text = str(dict(get_label_map(label_map)))
+    return f"the label map {text if len(text) <= 60 else text[:56] + ' ...}'}"
 
 
 def lookup_table(label_map: str | Mapping | None = "verse", binary: bool = False) -> np.ndarray:

@@ -26,6 +26,11 @@ MIN_PERCENTILE_SPAN = 200.0
 AIR_MAX = -200.0
 #: Percentiles are estimated on at most this many voxels (strided subsample) to stay fast on big volumes.
 _MAX_PERCENTILE_VOXELS = 4_000_000
+#: An "image" with at most this many distinct values, all integers in [0, 255], is a label mask, not a CT.
+LABEL_LIKE_MAX_VALUES = 64
+#: Label values are counted slab by slab, this many voxels at a time (no full-size int64 copy of a big label).
+_SLAB_VOXELS = 8_000_000
+_MAX_COUNTED_ID = 4095
 
 
 class CaseError(ValueError):
@@ -101,11 +106,65 @@ def _reoriented_grid(shape: tuple, affine: np.ndarray, target_affine: np.ndarray
     return tuple(new_shape), affine @ inv_ornt_aff(t, shape)
 
 
-def _percentiles(arr: np.ndarray) -> tuple[float, float]:
+def _subsample(arr: np.ndarray) -> np.ndarray:
     step = max(1, int(np.ceil((arr.size / _MAX_PERCENTILE_VOXELS) ** (1 / 3))))
-    sub = arr[::step, ::step, ::step] if arr.ndim >= 3 else arr
-    p1, p99 = np.percentile(sub, [1, 99])
+    return arr[::step, ::step, ::step] if arr.ndim >= 3 else arr
+
+
+def _percentiles(arr: np.ndarray) -> tuple[float, float]:
+    p1, p99 = np.percentile(_subsample(arr), [1, 99])
     return float(p1), float(p99)
+
+
+def _label_like_values(arr: np.ndarray) -> list | None:
+    """The distinct values of an image that holds only a few small non-negative integers (a mask), else None."""
+    values = np.unique(_subsample(arr))
+    if len(values) > LABEL_LIKE_MAX_VALUES or values[0] < 0 or values[-1] > 255 or np.any(values != np.round(values)):
+        return None
+    return [int(v) for v in values]
+
+
+def _label_values(lab: np.ndarray) -> list[int]:
+    """The distinct values of a non-negative integer label, counted slab by slab along the last axis."""
+    seen = np.zeros(_MAX_COUNTED_ID + 1, bool)
+    large: set[int] = set()
+    step = max(1, _SLAB_VOXELS // max(1, int(np.prod(lab.shape[:-1]))))
+    for z in range(0, lab.shape[-1], step):
+        slab = np.asarray(lab[..., z:z + step]).ravel()
+        slab = slab.astype(np.int64) if slab.dtype.kind in "fb" or slab.dtype == np.uint64 else slab
+        over = slab > _MAX_COUNTED_ID
+        if over.any():
+            large.update(int(v) for v in np.unique(slab[over]))
+            slab = slab[~over]
+        seen |= np.bincount(slab, minlength=seen.size) > 0
+    return np.flatnonzero(seen).tolist() + sorted(large)
+
+
+def _listed(values, limit: int = 12) -> str:
+    values = sorted(values)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f", ... ({len(values)} values)" if len(values) > limit else "")
+
+
+def _check_label_values(label: str, values: list[int], label_map) -> None:
+    """Values outside the label map's convention, or no vertebra after mapping: a CaseError naming the file."""
+    from .label_maps import get_label_map, known_ids, label_map_name
+
+    known = known_ids(label_map)
+    outside = [v for v in values if v != 0 and v not in known]
+    if outside:
+        raise CaseError(
+            f"{label}: label values {_listed(outside)} are outside {label_map_name(label_map)} (its ids "
+            f"{_listed(known)}, 0 background); give the case the label_map of its convention"
+        )
+    mapping = get_label_map(label_map)
+    if not any(mapping.get(v, 0) > 0 for v in values):
+        raise CaseError(
+            f"{label}: label has no vertebra under {label_map_name(label_map)} (values {_listed(values)}): "
+            f"an empty label can be neither trained on nor scored"
+        )
 
 
 def validate_case(
@@ -114,6 +173,7 @@ def validate_case(
     atol_mm: float = 1e-3,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
+    label_map: str | Mapping | None = None,
 ) -> dict:
     """Check one case; raise :class:`CaseError` (``"<path>: <problem>"``) on the first problem found.
 
@@ -121,7 +181,9 @@ def validate_case(
     OK), finite, CT-like values in HU (``hu_min <= min``, ``max <= hu_max``, contains air (min < -200) and
     1st-99th percentile span > 200, i.e. not already normalised). Label (optional): exists and readable, same
     spatial shape, affine equal within ``atol_mm`` (``np.allclose``; the max difference is reported), finite
-    non-negative integer values. A label holding the same voxel grid in another axis order/direction (e.g. a
+    non-negative integer values, all ids of ``label_map``'s convention (None: ``"verse"``; see
+    ``scripts.data.label_maps.known_ids``), and at least one vertebra after mapping (an empty label is an error). An
+    image holding only a few small non-negative integers is reported as a label mask given as the CT. A label holding the same voxel grid in another axis order/direction (e.g. a
     y-flipped NIfTI label of a DICOM series) is accepted, since the pipeline reorients image and label alike
     (``Orientationd``) before anything voxel-wise; the summary then has ``"label_reoriented": True``.
 
@@ -144,6 +206,11 @@ def validate_case(
             f"{image}: intensity range [{vmin:g}, {vmax:g}] is outside the CT range [{hu_min:g}, {hu_max:g}] HU"
         )
     p1, p99 = _percentiles(arr)
+    if vmin >= 0 and (values := _label_like_values(arr)) is not None:
+        raise CaseError(
+            f"{image}: image looks like a label mask, not a CT ({len(values)} distinct integer values "
+            f"{_listed(values)}); give the CT in Hounsfield units as the image"
+        )
     if p99 - p1 <= MIN_PERCENTILE_SPAN or vmin >= AIR_MAX:
         raise CaseError(
             f"{image}: intensities look normalised, not HU (min {vmin:g}, 1st-99th percentile {p1:g}..{p99:g}); "
@@ -186,6 +253,7 @@ def validate_case(
         raise CaseError(f"{label}: label has unsupported data type {lab.dtype}")
     if lab.size and float(lab.min()) < 0:
         raise CaseError(f"{label}: label has negative values (min {float(lab.min()):g})")
+    _check_label_values(label, _label_values(lab), label_map)
     summary["label"] = label
     return summary
 
@@ -201,11 +269,13 @@ def _item_paths(item: Mapping) -> tuple:
 
 
 def validate_datalist(
-    items: Sequence[Mapping], progress: bool = True, atol_mm: float = 1e-3, max_lines: int = 10
+    items: Sequence[Mapping], progress: bool = True, atol_mm: float = 1e-3, max_lines: int = 10,
+    label_map: str | Mapping | None = "verse",
 ) -> Sequence[Mapping]:
-    """Validate every entry (``image``, optional ``label`` and ``label_map``), collecting ALL failures, then raise one
-    :class:`CaseError` ``"<n> of <m> cases failed validation:"`` followed by the first ``max_lines`` case lines.
-    Returns ``items`` unchanged (same object) on success."""
+    """Validate every entry (``image``, optional ``label`` and ``label_map``; ``label_map`` here is the map of entries
+    without one), collecting ALL failures, then raise one :class:`CaseError` ``"<n> of <m> cases failed
+    validation:"`` followed by the first ``max_lines`` case lines. Returns ``items`` unchanged (same object) on
+    success."""
     from tqdm import tqdm
 
     from .label_maps import get_label_map
@@ -214,12 +284,12 @@ def validate_datalist(
     for item in tqdm(items, desc="validating cases", disable=not progress, unit="case"):
         try:
             img, lab = _item_paths(item)
-            if item.get("label_map") is not None:
-                try:
-                    get_label_map(item["label_map"])
-                except ValueError as e:
-                    raise CaseError(f"{lab or img}: {e}") from None
-            validate_case(img, lab, atol_mm=atol_mm)
+            case_map = item.get("label_map") if item.get("label_map") is not None else label_map
+            try:
+                get_label_map(case_map)
+            except ValueError as e:
+                raise CaseError(f"{lab or img}: {e}") from None
+            validate_case(img, lab, atol_mm=atol_mm, label_map=case_map)
         except CaseError as e:
             errors.append(str(e))
     if errors:
