@@ -47,6 +47,7 @@ __all__ = [
     "list_images",
     "from_decathlon_dir",
     "from_datalist_json",
+    "read_json",
     "kfold_split",
     "load_datalist",
     "make",
@@ -190,11 +191,11 @@ def from_decathlon_dir(dataset_dir: str | os.PathLike) -> dict[str, list[dict]]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found")
     js = root / "dataset.json"
-    meta = {}
-    if js.is_file():
-        with open(js) as f:
-            meta = json.load(f)
+    meta = read_json(js) if js.is_file() else {}
+    if not isinstance(meta, Mapping):
+        raise ValueError(f"{js}: dataset.json must be an object, got {type(meta).__name__}")
     if isinstance(meta.get("training"), list) and meta["training"]:
+        _check_entries(js, "training", meta["training"])
         training = load_decathlon_datalist(js, True, "training", base_dir=root)
         for it in training:
             it["image"] = _with_channel_suffix(it["image"]) if isinstance(it["image"], str) else it["image"]
@@ -210,18 +211,59 @@ def from_decathlon_dir(dataset_dir: str | os.PathLike) -> dict[str, list[dict]]:
     if (root / "imagesTs").is_dir() or test_key is None:
         testing = _pair_folder(root / "imagesTs", root / "labelsTs", require_labels=False)
     else:
-        testing = _load_list(js, test_key, root)
+        testing = _load_list(js, test_key, root, meta[test_key])
         for it in testing:
             it["image"] = _with_channel_suffix(it["image"]) if isinstance(it["image"], str) else it["image"]
     return {"training": training, "testing": testing}
 
 
 # ----------------------------------------------------------------------------------------------- datalist JSON
-def _load_list(path: Path, key: str, base_dir: Path) -> list[dict]:
-    """One list of a datalist JSON via ``load_decathlon_datalist``; plain-string lists become ``{"image": ...}``;
-    a ``label_map`` value is passed through verbatim (MONAI would join it to base_dir if such a file existed)."""
-    with open(path) as f:
-        raw = json.load(f)[key]
+def read_json(path: str | os.PathLike):
+    """A JSON file's content; broken JSON is a ``ValueError`` naming the file, the line and the column."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+
+
+def _shown(entry) -> str:
+    text = " ".join(json.dumps(entry, default=str).split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+_ENTRY_FORM = {True: '{"image": ..., "label": ...}', False: '{"image": ...}'}
+
+
+def _check_entries(path: Path, key: str, raw: list) -> None:
+    """Each entry of list ``key`` is an object with ``image`` (and ``label`` in training / validation), or, in a
+    test list, a path string; else a ``ValueError`` naming the file and the entry (1-based)."""
+    labelled = key in ("training", "validation")
+    kinds = set()
+    for i, entry in enumerate(raw, start=1):
+        where = f"{path}: '{key}' entry {i} {_shown(entry)}"
+        if isinstance(entry, str) and not labelled:
+            kinds.add("a path string")
+            continue
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where} is not an object like {_ENTRY_FORM[labelled]}")
+        kinds.add("an object")
+        for field in ("image", "label") if labelled else ("image",):
+            if field not in entry:
+                raise ValueError(f"{where} has no '{field}' key (keys: {', '.join(map(str, entry)) or 'none'})")
+            value = entry[field]
+            if not (isinstance(value, str) or (isinstance(value, list) and value and
+                                               all(isinstance(v, str) for v in value))):
+                raise ValueError(f"{where}: '{field}' must be a path, got {_shown(value)}")
+    if len(kinds) > 1:
+        raise ValueError(f"{path}: '{key}' mixes path strings and objects; give every entry as {_ENTRY_FORM[False]}")
+
+
+def _load_list(path: Path, key: str, base_dir: Path, raw: list) -> list[dict]:
+    """One list (``raw``, as read from ``path``) via ``load_decathlon_datalist``; plain-string lists become
+    ``{"image": ...}``; a ``label_map`` value is passed through verbatim (MONAI would join it to base_dir if such a
+    file existed)."""
+    _check_entries(path, key, raw)
     if raw and not isinstance(raw[0], Mapping):
         return [{"image": os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p))))} for p in raw]
     items = load_decathlon_datalist(path, True, key, base_dir=base_dir)
@@ -239,8 +281,7 @@ def from_datalist_json(path: str | os.PathLike, base_dir: str | os.PathLike | No
     if not path.is_file():
         raise FileNotFoundError(f"{path}: datalist JSON not found")
     base = Path(base_dir).expanduser().resolve() if base_dir is not None else path.parent
-    with open(path) as f:
-        raw = json.load(f)
+    raw = read_json(path)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: a datalist JSON must be an object with a 'training' list")
     out: dict[str, list[dict]] = {"training": []}
@@ -249,11 +290,7 @@ def from_datalist_json(path: str | os.PathLike, base_dir: str | os.PathLike | No
             continue
         if not isinstance(raw[key], list):
             raise ValueError(f"{path}: '{key}' must be a list")
-        out[dst] = out.get(dst, []) + (_load_list(path, key, base) if raw[key] else [])
-    for key in ("training", "validation"):
-        for it in out.get(key, []):
-            if "image" not in it or "label" not in it:
-                raise ValueError(f"{path}: every '{key}' entry needs 'image' and 'label', got {it}")
+        out[dst] = out.get(dst, []) + (_load_list(path, key, base, raw[key]) if raw[key] else [])
     return out
 
 
