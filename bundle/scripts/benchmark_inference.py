@@ -103,8 +103,8 @@ def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
     torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
     run(run_id="run", config_file=str(BUNDLE / "configs" / "inference.yaml"), bundle_root=str(BUNDLE),
-        image=str(image), output_dir=str(output_dir), logging_file=str(BUNDLE / "configs" / "logging.conf"),
-        **CONFIGS[config])
+        image=str(image), output_dir=str(output_dir), overwrite=True,   # a --keep_dir rerun replaces its own masks
+        logging_file=str(BUNDLE / "configs" / "logging.conf"), **CONFIGS[config])
     print(bench_line(time.perf_counter() - t0))
 
 

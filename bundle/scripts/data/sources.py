@@ -122,9 +122,15 @@ def evaluation_cases(data: dict) -> list[dict]:
     return data["validation"]
 
 
-def inference_inputs(image: str | None = None, datalist: str | None = None, dataset_dir: str | None = None) -> list[dict]:
+def inference_inputs(image: str | None = None, datalist: str | None = None, dataset_dir: str | None = None,
+                     output_dir: str | None = None, overwrite: bool | str = True, output_postfix: str = "seg",
+                     output_ext: str = ".nii.gz") -> list[dict]:
     """The cases an inference run reads: one file or DICOM folder (``image``), the testing list of a datalist JSON,
-    or ``dataset_dir/imagesTs`` (falling back to every image directly in ``dataset_dir``)."""
+    or ``dataset_dir/imagesTs`` (falling back to every image directly in ``dataset_dir``).
+
+    Checked up front: no two inputs share an output name (``a/ct.nii.gz`` and ``b/ct.nii.gz`` would both write
+    ``ct_seg.nii.gz``); with ``output_dir`` and ``overwrite`` false, no ``<name>_<output_postfix><output_ext>`` is in
+    ``output_dir`` already (an earlier run's result)."""
     from .datalist import from_datalist_json, list_images
     from .validation import CaseError
 
@@ -134,15 +140,59 @@ def inference_inputs(image: str | None = None, datalist: str | None = None, data
     if image:
         if not os.path.exists(image):
             raise CaseError(f"{image}: no such file or folder")
-        return [{"image": os.path.abspath(image)}]
-    if datalist:
+        cases = [{"image": os.path.abspath(image)}]
+    elif datalist:
         cases = from_datalist_json(datalist).get("testing") or []
         if not cases:
             raise CaseError(f"{datalist}: the datalist has no 'testing' cases to infer")
-        return [{"image": case["image"]} for case in cases]
-    folder = Path(dataset_dir) / "imagesTs"
-    folder = folder if folder.is_dir() else Path(dataset_dir)
-    images = list_images(folder)
-    if not images:
-        raise CaseError(f"{folder}: no .nii/.nii.gz images or DICOM series found")
-    return [{"image": str(p.resolve())} for p in images]
+        cases = [{"image": case["image"]} for case in cases]
+    else:
+        folder = Path(dataset_dir) / "imagesTs"
+        folder = folder if folder.is_dir() else Path(dataset_dir)
+        images = list_images(folder)
+        if not images:
+            raise CaseError(f"{folder}: no .nii/.nii.gz images or DICOM series found")
+        cases = [{"image": str(p.resolve())} for p in images]
+    _check_unique_output_names(cases)
+    if output_dir and not _as_bool(overwrite, "overwrite"):
+        _check_no_earlier_outputs(cases, output_dir, f"_{output_postfix}{output_ext}")
+    return cases
+
+
+def output_name(image: str) -> str:
+    """The name an input's outputs start with, as MONAI's SaveImaged makes it (``create_file_basename``): the file or
+    folder name without its extension (``.nii.gz`` counts as one)."""
+    name, ext = os.path.splitext(os.path.basename(os.path.normpath(str(image))))
+    return os.path.splitext(name)[0] if ext == ".gz" else name
+
+
+def _check_unique_output_names(cases: list[dict]) -> None:
+    from .validation import CaseError
+
+    first: dict[str, str] = {}
+    for case in cases:
+        name = output_name(case["image"])
+        if name in first:
+            raise CaseError(f"{case['image']}: same output name '{name}' as {first[name]}, so one result would "
+                            f"replace the other; rename one or infer them into separate output folders")
+        first[name] = case["image"]
+
+
+def _check_no_earlier_outputs(cases: list[dict], output_dir: str, suffix: str) -> None:
+    from .validation import CaseError
+
+    existing = [os.path.join(output_dir, output_name(c["image"]) + suffix) for c in cases]
+    existing = [path for path in existing if os.path.exists(path)]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CaseError(f"{existing[0]}: exists already{more}, from an earlier run; pass --overwrite true to replace "
+                        f"it, or choose another --output_dir")
+
+
+def _as_bool(value, name: str) -> bool:
+    """A config flag that may come from the command line as the text "true" / "false"."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
