@@ -10,7 +10,6 @@ resolves them with monai's own ConfigParser, so a value that got through would r
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
