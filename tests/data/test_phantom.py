@@ -1,4 +1,4 @@
-"""Tests of the synthetic spine CT phantom generator (scripts/data/phantom.py) and realism statistics."""
+"""Tests of the synthetic spine CT phantom generator (scripts/data/phantom/) and realism statistics."""
 import json
 import os
 
@@ -225,11 +225,11 @@ def test_realism_vs_real_case(real_dir):
 # purpose, GENERATOR_VERSION is bumped and the hashes below are re-measured and updated together (a change to the
 # output without a bump fails here, and so does a bump without re-pinning). sha256 of the raw array bytes
 # (C order, int16 image / uint8 label), not of a .nii.gz file (gzip headers carry a timestamp).
-PINNED_GENERATOR_VERSION = 1
+PINNED_GENERATOR_VERSION = 2
 PINNED_CASE = dict(seed=17, spacing=(2.0, 2.0, 3.0), size_scale=0.4, levels=(20, 22), orientation="RAS")
-PINNED_SHAPE = (55, 55, 41)
-PINNED_IMAGE_SHA256 = "b9e1e4be45224f291cb8cb0e2e1ba96e31ab958724cce9c0f7d2d042bf5f4297"
-PINNED_LABEL_SHA256 = "8df2732d7ba1eedbe443b4157d3006d5206ddd1528c4321865fbddca26425384"
+PINNED_SHAPE = (68, 68, 42)
+PINNED_IMAGE_SHA256 = "863def059997a755991d3145a5c00680634c5837de05c84d336f25b0427e2d91"
+PINNED_LABEL_SHA256 = "aa4a100606f2b9bf5ff7edbf35091bf8ca7d6593fb590b77bab33aa15c405b59"
 
 
 def test_generator_output_pinned_by_hash():
@@ -245,4 +245,4 @@ def test_generator_output_pinned_by_hash():
     got = (hashlib.sha256(img.tobytes()).hexdigest(), hashlib.sha256(lab.tobytes()).hexdigest())
     assert got == (PINNED_IMAGE_SHA256, PINNED_LABEL_SHA256), (
         f"phantom output changed without a GENERATOR_VERSION bump (got image/label sha256 {got}); if the change "
-        "is intended, bump GENERATOR_VERSION in scripts/data/phantom.py and re-pin these hashes")
+        "is intended, bump GENERATOR_VERSION in scripts/data/phantom/generator.py and re-pin these hashes")

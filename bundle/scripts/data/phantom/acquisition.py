@@ -1,6 +1,7 @@
-"""The acquisition of a case: argument checks, random scanner draws (spacing, field of view, covered spine range,
-PSF, noise, HU offset, orientation), the voxel grid placed around the column, the spatially varying label margin,
-blur and correlated noise, centroids and the reorientation of the output arrays."""
+"""The acquisition of a case: argument checks, random scanner draws (spacing, field of view: spine-centred or, in
+30 % of the cases, a body field of view of 320-384 mm, covered spine range, PSF, noise, HU offset, orientation),
+the voxel grid placed around the column, the spatially varying label margin, metal streaks, blur and correlated
+noise, centroids and the reorientation of the output arrays."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from .metal import metal_streaks
 from .sdf import _F32
 
 ORIENTATIONS = ("RAS", "LPS", "PIR")
@@ -72,6 +74,8 @@ class _Scan:
     noise_corr: float
     hu_off: float
     orient: str
+    wide: bool
+    streak_hu: float
 
 
 def _draw_scan(r_acq: np.random.Generator, r_orient: np.random.Generator) -> _Scan:
@@ -89,8 +93,16 @@ def _draw_scan(r_acq: np.random.Generator, r_orient: np.random.Generator) -> _Sc
     noise_corr = r_acq.uniform(0.15, 0.33)
     hu_off = r_acq.uniform(-5, 5)
     orient = ORIENTATIONS[int(r_orient.integers(len(ORIENTATIONS)))]
+    wide = r_acq.random() < 0.3
+    fov_wide = r_acq.uniform(320, 384)
+    streak_hu = r_acq.uniform(150, 700)
+    if wide:
+        fov, sxy = fov_wide, max(sxy, fov_wide / _WIDE_N)
     return _Scan(sxy, sz, fov, u_whole, n_lev_draw, start_u, m_top, m_bot, jx, jy, psf_k, psf0, noise_sd,
-                 noise_corr, hu_off, orient)
+                 noise_corr, hu_off, orient, wide, streak_hu)
+
+
+_WIDE_N = 384  # in-plane voxels of a body field of view (256 otherwise)
 
 
 def _spine_range(an, scan: _Scan, sp, shape, levels):
@@ -119,8 +131,9 @@ def _spine_range(an, scan: _Scan, sp, shape, levels):
 def _grid(an, scan: _Scan, sp, shape, size_scale, z_top, z_bot):
     """(shape, origin) of the RAS grid: the FOV centred near the column, which it keeps inside when possible."""
     if shape is None:
-        nxy = max(16, int(round(min(256.0, scan.fov / sp[0]) * size_scale)))
-        nyy = max(16, int(round(min(256.0, scan.fov / sp[1]) * size_scale)))
+        cap = float(_WIDE_N if scan.wide else 256)
+        nxy = max(16, int(round(min(cap, scan.fov / sp[0]) * size_scale)))
+        nyy = max(16, int(round(min(cap, scan.fov / sp[1]) * size_scale)))
         nzz = max(16, int(math.ceil((z_top - z_bot) / sp[2])) + 1)
         shp = (nxy, nyy, nzz)
     else:
@@ -133,9 +146,18 @@ def _grid(an, scan: _Scan, sp, shape, size_scale, z_top, z_bot):
     zz = np.linspace(z_bot, z_top, 16)
     xs_c, ys_c = an.spine_xy(zz)
     xc = float(np.mean([xs_c.min(), xs_c.max()])) + scan.jx * size_scale
-    # keep the vertebral column (body front +25 mm .. spinous tips -75 mm) inside the FOV when possible
+    # keep the vertebral column (body front +25 mm .. spinous tips -75 mm) inside the FOV when possible, and the
+    # FOV on the trunk (centred on it when it is deeper than the trunk)
     y_front, y_back = float(ys_c.max()) + 25, float(ys_c.min()) - 75
     lo_y, hi_y = y_front - fy / 2, y_back + fy / 2
+    p = an.soft_at(np.array([zmid]))
+    fat = an.fat * p["fatf"][0]
+    y_ant, y_post = p["ys"][0] + p["Ba"][0] + fat, p["ys"][0] - p["Bp"][0] - 0.8 * fat
+    lo_b, hi_b = y_post + fy / 2, y_ant - fy / 2
+    if hi_b < lo_b:
+        lo_b = hi_b = (y_ant + y_post) / 2
+    if hi_y >= lo_y and max(lo_y, lo_b) <= min(hi_y, hi_b):
+        lo_y, hi_y = max(lo_y, lo_b), min(hi_y, hi_b)
     yc = lo_y + scan.jy * (hi_y - lo_y) if hi_y >= lo_y else (y_front + y_back) / 2
     origin = np.array([xc - (shp[0] - 1) / 2 * sp[0], yc - (shp[1] - 1) / 2 * sp[1], zmid - (shp[2] - 1) / 2 * sp[2]])
     return shp, origin
@@ -162,12 +184,15 @@ def _psf_sigma_mm(scan: _Scan, sp):
     return np.sqrt((scan.psf_k * sp) ** 2 + scan.psf0 ** 2)
 
 
-def _acquire(cv, scan: _Scan, sp, r_noise: np.random.Generator):
-    """Gaussian PSF, correlated Gaussian noise of SD noise_sd, HU offset, clip and round: the int16 image of the
-    canvas's HU volume (which it releases)."""
+def _acquire(cv, scan: _Scan, sp, r_noise: np.random.Generator, r_art: np.random.Generator):
+    """Metal streaks, Gaussian PSF, correlated Gaussian noise of SD noise_sd, HU offset, clip and round: the int16
+    image of the canvas's HU volume (which it releases)."""
     sig_mm = _psf_sigma_mm(scan, sp)
+    streaks = metal_streaks(cv.hu, sp, r_art, scan.streak_hu)
     img = ndi.gaussian_filter(cv.hu, sigma=sig_mm / sp, truncate=3.0, mode="nearest")
     cv.hu = None
+    for z, v in streaks.items():
+        img[:, :, z] += v
     img += _correlated_noise(img.shape, scan.noise_sd, scan.noise_corr, r_noise)
     img += _F32(scan.hu_off)
     np.clip(img, -1024, 3071, out=img)

@@ -1,11 +1,12 @@
-"""The random anatomy of one case, independent of the acquisition grid: tissue HU, bone density, the curved
-vertebral column (arc length s along the column, one frame per vertebra), the soft-tissue outline tables and the
-other structures (built by :mod:`.skeleton` and :mod:`.viscera`)."""
+"""The random anatomy of one case, independent of the acquisition grid: tissue HU and contrast phase, body habitus,
+bone quality, arm position, the curved vertebral column (arc length s along the column, one frame per vertebra),
+the soft-tissue outline tables and the other structures (built by :mod:`.skeleton`, :mod:`.heart`,
+:mod:`.viscera` and :mod:`.metal`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import skeleton, viscera
+from . import heart, metal, skeleton, viscera
 from .sdf import _frame, world_box
 from .tables import (_BODY_D, _BODY_H, _BODY_W, _CANAL_D, _CANAL_W, _DISC_H, _PED_H, _PED_W, _RIB_RX, _RIB_RY,
                      _SAC_H, _SP_ANG, _SP_L, _TP_L)
@@ -22,9 +23,11 @@ class _Anatomy:
         self.bs = rng.uniform(0.9, 1.1)  # bone size
         self._draw_curvature()
         self._draw_tissue()
+        self._draw_habitus()
         self._draw_bone()
         self._draw_annotation_style()
         self._draw_contrast()
+        self.arms = "up" if rng.random() < 0.5 else "down"
         self.world_shift = np.array([rng.uniform(-10, 10), rng.uniform(-60, -40), rng.uniform(-150, 150)])
         self._build_spine()
         self._build_soft_params()
@@ -44,10 +47,8 @@ class _Anatomy:
         self.scol_phase = r.uniform(0, 2 * np.pi)
 
     def _draw_tissue(self):
-        """Soft-tissue properties (HU, fat layer, habitus)."""
+        """Soft-tissue HU."""
         r = self.rng
-        self.fat = r.uniform(5, 40)  # subcutaneous fat thickness (mm) at the abdomen
-        self.habitus = 0.92 + 0.2 * (self.fat - 5) / 35 + r.uniform(-0.04, 0.04)
         self.hu_fat = r.uniform(-108, -82)
         self.hu_muscle = r.uniform(32, 58)  # lower = fatty infiltration
         self.muscle = r.uniform(0.85, 1.15)
@@ -57,17 +58,46 @@ class _Anatomy:
         self.hu_cord = r.uniform(28, 40)
         self.hu_disc = r.uniform(70, 100)
         self.hu_liver = r.uniform(52, 68)
+        self.hu_spleen = r.uniform(40, 55)
+
+    def _draw_habitus(self):
+        """Body habitus: thin (25 %), average (45 %) or obese (30 %) subcutaneous fat; trunk width / depth and an
+        irregular outline (angular harmonics 2-5)."""
+        r = self.rng
+        u = r.random()
+        self.habitus_class = "thin" if u < 0.25 else ("average" if u < 0.7 else "obese")
+        self.fat = {"thin": r.uniform(3, 10), "average": r.uniform(10, 25), "obese": r.uniform(25, 60)}[
+            self.habitus_class]  # subcutaneous fat thickness (mm) at the abdomen
+        self.habitus = 0.92 + 0.2 * (min(self.fat, 45) - 5) / 35 + r.uniform(-0.04, 0.04)
+        self.aspect = r.uniform(0.9, 1.2)  # trunk width factor (1 = the tables' outline)
+        self.outline = [(n, r.uniform(0, 0.03), r.uniform(0, 2 * np.pi)) for n in (2, 3, 4, 5)]
 
     def _draw_bone(self):
-        """Bone density (osteoporotic .. young) and cortical thickness."""
+        """Bone quality: normal (70 %), osteoporotic (18 %: cancellous 50-100 HU, thin cortex) or sclerotic (12 %:
+        diffuse, or normal bone with focal blastic lesions); osteophytes at the endplate margins (30 %)."""
         r = self.rng
-        dens = r.uniform(0.55, 1.25)
+        u = r.random()
+        self.bone_class = "normal" if u < 0.7 else ("osteoporotic" if u < 0.88 else "sclerotic")
+        dens = r.uniform(0.75, 1.25)
         self.hu_canc = 195 * dens
         self.hu_cort = r.uniform(1200, 1800) * (0.8 + 0.2 * dens)
         self.hu_canc_other = 220 * dens
         self.tc = r.uniform(0.5, 1.1)  # cortical shell thickness (mm) of vertebral bodies
         self.tc_post = r.uniform(1.0, 2.0)  # posterior elements are denser
         self.tc_other = r.uniform(0.8, 1.6)
+        self.sclerosis = "none"
+        if self.bone_class == "osteoporotic":
+            self.hu_canc = r.uniform(50, 100)
+            self.hu_canc_other = self.hu_canc * r.uniform(1.0, 1.3)
+            self.hu_cort = r.uniform(700, 1100)
+            self.tc, self.tc_post, self.tc_other = r.uniform(0.3, 0.5), r.uniform(0.6, 1.0), r.uniform(0.5, 0.9)
+        elif self.bone_class == "sclerotic":
+            self.sclerosis = "diffuse" if r.random() < 0.5 else "focal"
+            if self.sclerosis == "diffuse":
+                self.hu_canc = r.uniform(350, 600)
+                self.hu_canc_other = self.hu_canc * r.uniform(0.8, 1.1)
+                self.tc, self.tc_post = r.uniform(1.0, 1.6), r.uniform(1.5, 2.5)
+        self.osteophytes = r.random() < 0.3
 
     def _draw_annotation_style(self):
         """Label margin (mm beyond the bone surface) varying smoothly in space, sometimes < 0; bone texture."""
@@ -81,15 +111,37 @@ class _Anatomy:
                           for _ in range(10)]
 
     def _draw_contrast(self):
-        """Contrast phase (none / arterial / venous) and the HU of the enhancing tissues."""
+        """Contrast phase (none 45 % / arterial 30 % / portal venous 25 %) and the HU of blood and enhancing
+        organs: native blood and myocardium ~40; arterial: left heart and aorta 250-450, myocardium 90-140, right
+        heart 80-400, a dense bolus in the injected arm's veins in half the cases; venous: blood 130-200."""
         r = self.rng
         cp = r.random()
-        self.phase = "none" if cp < 0.5 else ("arterial" if cp < 0.8 else "venous")
+        self.phase = "none" if cp < 0.45 else ("arterial" if cp < 0.75 else "venous")
         ph = self.phase
-        self.hu_aorta = {"none": r.uniform(35, 50), "arterial": r.uniform(230, 380), "venous": r.uniform(140, 200)}[ph]
-        self.hu_vein = {"none": r.uniform(35, 50), "arterial": r.uniform(60, 90), "venous": r.uniform(130, 180)}[ph]
-        if self.phase == "venous":
+        if ph == "none":
+            blood = r.uniform(35, 52)
+            self.hu_left, self.hu_right, self.hu_myo = blood, blood, r.uniform(35, 50)
+            self.hu_aorta, self.hu_vein = blood + r.uniform(-3, 3), blood + r.uniform(-3, 3)
+        elif ph == "arterial":
+            self.hu_left = r.uniform(250, 450)
+            self.hu_right = r.uniform(80, 400)
+            self.hu_myo = r.uniform(90, 140)
+            self.hu_aorta, self.hu_vein = self.hu_left * r.uniform(0.95, 1.05), r.uniform(45, 90)
+        else:
+            blood = r.uniform(130, 200)
+            self.hu_left, self.hu_right, self.hu_myo = blood, blood * r.uniform(0.93, 1.07), r.uniform(90, 130)
+            self.hu_aorta, self.hu_vein = blood * r.uniform(0.95, 1.08), blood * r.uniform(0.9, 1.05)
+        self.hu_chamber = {"left_ventricle": self.hu_left, "left_atrium": self.hu_left * r.uniform(0.95, 1.02),
+                           "right_ventricle": self.hu_right, "right_atrium": self.hu_right * r.uniform(0.9, 1.1)}
+        self.hu_svc = self.hu_right * r.uniform(0.8, 1.2) if ph == "arterial" else self.hu_vein
+        self.bolus_side = int(r.choice([-1, 1])) if ph == "arterial" and r.random() < 0.5 else 0
+        self.hu_bolus, self.bolus_reach = r.uniform(700, 2500), r.uniform(0.3, 1.0)
+        if ph == "venous":
             self.hu_liver += r.uniform(40, 60)
+            self.hu_spleen += r.uniform(60, 80)
+        elif ph == "arterial":
+            self.hu_liver += r.uniform(5, 20)
+            self.hu_spleen += r.uniform(40, 100)
         self.hu_kidney = {"none": r.uniform(25, 35), "arterial": r.uniform(140, 200), "venous": r.uniform(150, 200)}[ph]
         self.calcified = r.random() < 0.35
 
@@ -117,6 +169,7 @@ class _Anatomy:
                      disc=_DISC_H[i] * bs * r.uniform(0.85, 1.15), rca=_CANAL_W[i] / 2 * bs, rcb=_CANAL_D[i] / 2 * bs,
                      pw=_PED_W[i] * bs, ph=_PED_H[i] * bs, tpl=_TP_L[i] * bs * r.uniform(0.9, 1.1),
                      spl=_SP_L[i] * bs * r.uniform(0.9, 1.1), spa=_SP_ANG[i] + r.uniform(-5, 5))
+            skeleton.draw_shape(r, vid, g, self.bone_class, self.osteophytes)
             self.dims[vid] = g
         if self.has_l6:  # L5 is then an ordinary lumbar vertebra, L6 the transitional one
             self.dims[25]["ra"] = self.dims[24]["ra"] * 1.01
@@ -202,7 +255,8 @@ class _Anatomy:
         return lo[2], hi[2]
 
     def vertebra_parts(self, vid):
-        """(parts, canal parts to subtract, transverse process tips {-1, 1}) in the vertebra's frame."""
+        """(parts, canal parts to subtract, transverse process tips {-1, 1}, number of body parts) in the
+        vertebra's frame."""
         return skeleton.vertebra_parts(self, vid)
 
     # --- soft tissue tables -----------------------------------------------------------------------------
@@ -239,12 +293,12 @@ class _Anatomy:
             A = rx + 18 if k > 1 else max(rx + 18, 150 * hw if k == 1 else 100)
             Ba = -post + 2 * ry + 16
             Bp = 65 + 8 * k / 11
-            rows.append((sm[vid], A * (1 + 0.3 * (hw - 1)), Ba * (1 + 0.3 * (hw - 1)), Bp, 0.7 + 0.2 * k / 11,
-                         rx, -post, -post + 2 * ry, 1.0))
+            rows.append((sm[vid], A * (1 + 0.3 * (hw - 1)) * (1 + 0.6 * (self.aspect - 1)), Ba * (1 + 0.3 * (hw - 1)),
+                         Bp, 0.7 + 0.2 * k / 11, rx, -post, -post + 2 * ry, 1.0))
         ab = [(sm[20], 148, 150, 75), (sm[22], 142, 135, 82), (sm[last], 152, 122, 86), (s_s2, 165, 110, 78),
               (self.sac_s[4][1] + 80, 170, 110, 70)]
         for s_, A, Ba, Bp in ab:
-            A, Ba = A * hw, Ba * hw
+            A, Ba = A * hw * self.aspect, Ba * hw
             rows.append((s_, A, Ba, Bp, 1.1, A - 14, -5, Ba - 12, 0.0))
         return rows
 
@@ -273,10 +327,16 @@ class _Anatomy:
         skeleton.build_ribs(self)
         skeleton.build_sternum(self)
         skeleton.build_shoulders(self)
+        skeleton.build_arms(self)
         skeleton.build_sacrum(self)
         skeleton.build_ilium(self)
         skeleton.build_skull(self)
+        skeleton.build_bone_lesions(self)
+        heart.build_heart(self)
+        heart.build_great_vessels(self)
         viscera.build_aorta(self)
+        viscera.build_organs(self)
         viscera.build_bowel(self)
         viscera.build_visceral_fat(self)
         viscera.build_lung_vessels(self)
+        metal.build_implants(self)

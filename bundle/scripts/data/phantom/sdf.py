@@ -69,12 +69,14 @@ class _Ell:
 
 class _ECyl:
     """Elliptic cylinder along h (vertebral body / disc / canal): semi-axes ra, rb, half height hh.
-    conc: endplate concavity (mm), waist: relative narrowing at mid height, wedge: anterior extra height (mm)."""
+    conc: endplate concavity (mm), waist: relative narrowing at mid height, wedge: anterior extra height (mm),
+    kidney: posterior concavity of the outline as a fraction of rb (kidney-shaped vertebral bodies)."""
 
-    def __init__(self, c, ra, rb, hh, conc=0.0, waist=0.0, wedge=0.0):
+    def __init__(self, c, ra, rb, hh, conc=0.0, waist=0.0, wedge=0.0, kidney=0.0):
         self.c = np.asarray(c, float)
         self.ra, self.rb, self.hh = float(ra), float(rb), float(hh)
         self.conc, self.waist, self.wedge = float(conc), float(waist), float(wedge)
+        self.kidney = float(kidney)
 
     def bbox(self):
         e = np.array([self.ra, self.rb, self.hh + abs(self.wedge)])
@@ -89,6 +91,9 @@ class _ECyl:
             s = 1 + _F32(self.waist) * np.clip(1 - (z * _F32(1 / self.hh)) ** 2, 0, 1)  # >1 inside => narrower
             x = x * s
             y = y * s
+        if self.kidney:  # pull the posterior wall forward near the midline
+            w = np.clip(1 - (x * _F32(1 / (0.55 * self.ra))) ** 2, 0, 1)
+            y = y - _F32(self.kidney * self.rb) * (w * w) * np.clip(y * _F32(-2 / self.rb), 0, 1)
         xa, yb = x * _F32(ia), y * _F32(ib)
         e2 = xa * xa + yb * yb
         k0 = np.sqrt(e2)
@@ -134,6 +139,55 @@ class _Plate:
         dv = v - t * _F32(ba[1])
         d2 = np.sqrt(du * du + dv * dv) - _F32(self.r)
         return np.maximum(d2, np.abs(q[self.k] - _F32(self.kc)) - _F32(self.kh))
+
+
+class _Blob:
+    """Ellipsoid (centre c, semi-axes r) whose surface is displaced by a smooth random field: `waves` =
+    [(amplitude mm, (kx, ky, kz) rad/mm, (phx, phy, phz))], each a product of cosines along the three axes
+    (separable, so cheap on a box). Distance is approximate: (|x / r| - 1) * min(r)."""
+
+    def __init__(self, c, r, waves=()):
+        self.c = np.asarray(c, float)
+        self.r = np.asarray(r, float)
+        self.waves = list(waves)
+        self.amp = float(sum(abs(w[0]) for w in self.waves))
+
+    def bbox(self):
+        return self.c - self.r - self.amp, self.c + self.r + self.amp
+
+    def sdf(self, a, b, h):
+        x = (a - _F32(self.c[0])) * _F32(1 / self.r[0])
+        y = (b - _F32(self.c[1])) * _F32(1 / self.r[1])
+        z = (h - _F32(self.c[2])) * _F32(1 / self.r[2])
+        d = (np.sqrt(x * x + y * y + z * z) - _F32(1)) * _F32(self.r.min())
+        for amp, k, ph in self.waves:
+            d = d + _F32(amp) * (np.cos(a * _F32(k[0]) + _F32(ph[0])) * np.cos(b * _F32(k[1]) + _F32(ph[1]))
+                                 * np.cos(h * _F32(k[2]) + _F32(ph[2])))
+        return d
+
+
+def smooth_waves(rng, n, amp, wavelength):
+    """n random separable waves for :class:`_Blob`: amplitudes U(0.5, 1) * amp / sqrt(n) mm, wavelengths in
+    U(*wavelength) mm."""
+    out = []
+    for _ in range(n):
+        k = 2 * np.pi / rng.uniform(*wavelength, size=3)
+        out.append((rng.uniform(0.5, 1.0) * amp / math.sqrt(n), k, rng.uniform(0, 2 * np.pi, size=3)))
+    return out
+
+
+class _Grown:
+    """A primitive grown by d mm (its SDF minus d): soft tissue around a bone."""
+
+    def __init__(self, part, d):
+        self.part, self.d = part, float(d)
+
+    def bbox(self):
+        lo, hi = self.part.bbox()
+        return np.asarray(lo) - self.d, np.asarray(hi) + self.d
+
+    def sdf(self, a, b, h):
+        return self.part.sdf(a, b, h) - _F32(self.d)
 
 
 class _Fn:

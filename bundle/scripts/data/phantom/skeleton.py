@@ -1,6 +1,8 @@
-"""Bone geometry: the vertebrae (body, pedicles, laminae, articular, transverse and spinous processes, canal) and
-the unlabelled distractor bone (ribs and costal cartilage, sternum, clavicles, scapulae, sacrum, ilium, skull base,
-occipital condyles, mandible). Builders take the case's ``_Anatomy`` and store their primitives on it."""
+"""Bone geometry: the vertebrae (kidney-shaped body with varying endplates, osteophytes, wedge fractures, pedicles,
+laminae, articular, transverse and spinous processes, canal), focal bone lesions, and the unlabelled distractor
+bone (ribs articulating with the vertebral bodies and transverse processes, costal cartilage, sternum, clavicles,
+scapulae with the glenoid, humeri and forearm bones, sacrum, ilium, skull base, occipital condyles, mandible).
+Builders take the case's ``_Anatomy`` and store their primitives on it."""
 from __future__ import annotations
 
 import math
@@ -12,28 +14,58 @@ from .tables import _RIB_DROP, _RIB_END, _SAC_D, _SAC_H, _SAC_W, region
 
 
 # --- vertebrae ----------------------------------------------------------------------------------------------
+def draw_shape(r, vid, g, bone_class, osteophytes):
+    """Random shape of one vertebra into its dims g: endplate concavity, waist, extra wedge (anterior height,
+    mm; a wedge compression fracture in some osteoporotic vertebrae), posterior concavity of the body outline and
+    the osteophytes (rim angle from anterior, top/bottom, length, base radius)."""
+    reg = region(vid)
+    g["conc"] = (0.5 if reg == "C" else 0.9) * r.uniform(0.5, 1.8)
+    g["waist"] = r.uniform(0.02, 0.09)
+    g["wedge_x"] = r.uniform(-0.8, 0.5) if reg == "T" else r.uniform(-0.4, 0.4)
+    if bone_class == "osteoporotic" and reg != "C" and r.random() < 0.12:
+        g["wedge_x"] -= r.uniform(0.15, 0.35) * 2 * g["hh"]
+    g["kidney"] = r.uniform(0.0, 0.05) if reg == "C" else r.uniform(0.05, 0.16)
+    g["spurs"] = []
+    if osteophytes and vid >= 12 and r.random() < 0.6:
+        for _ in range(int(r.integers(2, 6))):
+            g["spurs"].append((r.uniform(-1.9, 1.9), 1 if r.random() < 0.5 else -1, r.uniform(2.0, 7.0),
+                               r.uniform(1.8, 3.2)))
+
+
 def vertebra_parts(an, vid):
-    """(parts, [canal], transverse process tips {-1, 1}) of vertebra vid in its local frame; the body parts come
-    first (one, two for C2 with the dens; none for C1)."""
+    """(parts, [canal], transverse process tips {-1, 1}, n_body) of vertebra vid in its local frame; the first
+    n_body parts are the body (with the dens of C2 and the osteophytes; none for C1)."""
     if vid == 1:
         return _atlas_parts(an)
     g = an.dims[vid]
     bs = an.bs
     reg = region(vid)
     parts = _body_parts(an, vid, reg)
+    n_body = len(parts)
     info, bback = _arch_parts(an, vid, reg, parts)
     parts += _spinous_process(g, reg, vid, bs, bback)
     dis_up = an.dims[vid - 1]["disc"] if vid > 1 else 2.0
-    canal = _ECyl((0, -(g["rb"] + g["rcb"] - 1.5), 0), g["rca"], g["rcb"], g["hh"] + dis_up + g["disc"] + 8)
-    return parts, [canal], info
+    canal = _ECyl((0, _canal_b(g), 0), g["rca"], g["rcb"], g["hh"] + dis_up + g["disc"] + 8)
+    return parts, [canal], info, n_body
+
+
+def _canal_b(g):
+    """Local b of the canal centre: behind the (posteriorly concave) body."""
+    return -(g["rb"] * (1 - g.get("kidney", 0.0)) + g["rcb"] - 1.5)
 
 
 def _body_parts(an, vid, reg):
     g, bs = an.dims[vid], an.bs
     ra, rb, hh = g["ra"], g["rb"], g["hh"]
     last_lumbar = vid == an.ids[-1]
-    wedge = {"C": 0.0, "T": -0.5, "L": 0.0}[reg] + (1.8 * bs if last_lumbar else 0.0)
-    parts = [_ECyl((0, 0, 0), ra, rb, hh, conc=0.5 if reg == "C" else 0.9, waist=0.05, wedge=wedge)]
+    wedge = {"C": 0.0, "T": -0.5, "L": 0.0}[reg] + (1.8 * bs if last_lumbar else 0.0) + g["wedge_x"]
+    parts = [_ECyl((0, 0, 0), ra, rb, hh, conc=g["conc"], waist=g["waist"], wedge=wedge, kidney=g["kidney"])]
+    for ang, side, length, rad in g["spurs"]:  # osteophytes: beaks at the endplate rim, curving towards the disc
+        base = np.array([ra * math.sin(ang) * 0.97, rb * math.cos(ang) * 0.97, side * (hh - 0.6)])
+        nrm = np.array([math.sin(ang) / ra, math.cos(ang) / rb, 0.0])
+        nrm /= np.linalg.norm(nrm)
+        tip = base + nrm * length * 0.8 + np.array([0, 0, side * length * 0.6])
+        parts.append(_Cap(base - nrm * rad, tip, rad, rad * 0.35))
     if vid == 2:
         parts.append(_Cap((0, -1.0, hh - 3), (0, -1.5, hh + 13.5 * bs), 5.2 * bs, 4.2 * bs))
         for s in (-1, 1):
@@ -49,7 +81,7 @@ def _arch_parts(an, vid, reg, parts):
     dis_dn = g["disc"]
     dis_up = an.dims[vid - 1]["disc"] if vid > 1 else 2.0
     last_lumbar = vid == an.ids[-1]
-    bc = -(rb + rcb - 1.5)
+    bc = _canal_b(g)
     pw, ph = g["pw"], g["ph"]
     lt = {"C": 4.5, "T": 6.0, "L": 7.0}[reg] * bs
     apr = {"C": 5.5, "T": 4.0, "L": 5.0}[reg] * bs
@@ -118,22 +150,24 @@ def _atlas_parts(an):
         parts.append(_Cap((s * 22 * bs, -8 * bs, 0), tip, 4.0 * bs))
         info[s] = tip
     canal = _ECyl((0, -22 * bs, 0), 13 * bs, 12 * bs, 20)
-    return parts, [canal], info
+    return parts, [canal], info, 0
 
 
 # --- thoracic cage ------------------------------------------------------------------------------------------
 def build_ribs(an):
-    """an.ribs: one capsule chain per rib (head at the vertebral body, neck at the transverse process, arc along
-    the cage); an.cartilage: costal cartilage of ribs 1-10 towards the sternum."""
+    """an.ribs: one capsule chain per rib (head against the posterolateral vertebral body at the costovertebral
+    joint, tubercle against the transverse process tip, arc along the cage); an.cartilage: costal cartilage of
+    ribs 1-10 towards the sternum."""
     an.ribs, an.cartilage = [], []
     for k in range(12):
         vid = 8 + k
         c, R = an.verts[vid]
-        _, _, info = an.vertebra_parts(vid)
+        _, _, info, _ = an.vertebra_parts(vid)
         rr = (4.2 if k == 0 else 3.4) * an.bs
         for s in (-1, 1):
-            pts = _rib_points(an, k, c, R, info[s], s, rr)
-            an.ribs.append([_Cap(p, q, rr, rr * 0.9, scale=(1.0, 1.0, 0.62)) for p, q in zip(pts[:-1], pts[1:])])
+            pts, head = _rib_points(an, k, c, R, info[s], s, rr)
+            chain = [_Cap(p, q, rr, rr * 0.9, scale=(1.0, 1.0, 0.62)) for p, q in zip(pts[:-1], pts[1:])]
+            an.ribs.append([_Ell(head, np.full(3, rr * 1.45))] + chain)
             if k < 10:  # costal cartilage towards the sternum
                 end = pts[-1]
                 zst = min(end[2] + (10 if k < 7 else 25), an.vz(8 + min(k + 2, 9)))
@@ -142,13 +176,31 @@ def build_ribs(an):
                 an.cartilage.append(_Cap(end, stern, rr * 0.9))
 
 
-def _rib_points(an, k, c, R, tip, s, rr):
-    """Centre line of rib k+1 on side s: head, neck, then 13 points along the cage dropping anteriorly."""
+def _rib_head(an, k, s, rh):
+    """Local centre of the rib head of rib k+1: touching (0.6 mm overlap) the posterolateral body wall, at the
+    upper endplate / disc margin for ribs 2-9, lower on the body for ribs 1, 10-12."""
     r = an.rng
     g = an.dims[8 + k]
-    head = c + np.array([s * g["ra"] * 0.8, -g["rb"] * 0.45, g["hh"] * 0.85]) @ R
+    phi = r.uniform(0.85, 1.0)  # angle from posterior (rad)
+    dis_up = an.dims[7 + k]["disc"]
+    h = g["hh"] - 0.3 + 0.25 * dis_up if 1 <= k <= 8 else 0.35 * g["hh"]
+    narrow = 1 + g["waist"] * max(0.0, 1 - (h / g["hh"]) ** 2)  # the body's waist at that height
+    ra, rb = g["ra"] / narrow, g["rb"] / narrow
+    x0, y0 = s * ra * math.sin(phi), -rb * math.cos(phi)
+    nrm = np.array([x0 / ra ** 2, y0 / rb ** 2])
+    nrm /= np.linalg.norm(nrm)
+    return np.array([x0 + nrm[0] * (rh - 0.6), y0 + nrm[1] * (rh - 0.6), h])
+
+
+def _rib_points(an, k, c, R, tip, s, rr):
+    """Centre line of rib k+1 on side s (head, tubercle, then 13 points along the cage dropping anteriorly) and the
+    world centre of its head."""
+    r = an.rng
+    rh = rr * 1.45
+    head = c + _rib_head(an, k, s, rh) @ R
     tip = np.asarray(tip, float)
-    neck = c + np.array([tip[0] - s * 2, tip[1] + 4.5, tip[2] - 1]) @ R
+    gap = -0.6 if k < 10 else 3.0  # costotransverse joint of ribs 1-10; the floating ribs stay clear
+    neck = c + np.array([tip[0] - s * 1.5, tip[1] + 5.0 * an.bs + rr + gap, tip[2] - 1]) @ R
     z0 = neck[2]
     xc, yc, rx, ry = an.cage_at(z0)
     rx, ry = rx + rr + 1, ry + rr + 1
@@ -163,7 +215,7 @@ def _rib_points(an, k, c, R, tip, s, rr):
         xc2, yc2, rx2, ry2 = an.cage_at(z)
         rx2, ry2 = rx2 + rr + 1, ry2 + rr + 1
         pts.append(np.array([xc2 + s * rx2 * math.sin(ph), yc2 - ry2 * math.cos(ph), z]))
-    return pts
+    return pts, head
 
 
 def build_sternum(an):
@@ -174,6 +226,7 @@ def build_sternum(an):
         xc, yc, rx, ry = an.cage_at(z)
         spts.append(np.array([an.x_body, yc + ry + 7 * an.bs, z]))
     an.sternum_top = spts[0]
+    an.sternum_pts = spts
     an.sternum = [_Cap(p, q, 6 * an.bs, 5 * an.bs, scale=(0.4, 1, 1)) for p, q in zip(spts[:-1], spts[1:])]
 
 
@@ -201,6 +254,85 @@ def build_shoulders(an):
         parts = [_Plate((0, 2), 1, (-5, 45), (12, -55), 24 * bs, 0.0, 3.0),
                  _Cap((-35, 4, 55), (40, 8, 62), 5 * bs)]
         an.scapulae.append((pt, R, parts))
+    _humeral_heads(an, zc, rx, yc)
+
+
+def _humeral_heads(an, zc, rx, yc):
+    """an.humeral_head {side: (centre, radius)} under the acromion; an.glenoid: the glenoid fossa and scapular neck
+    of both sides (world parts) joining it to the blade."""
+    bs = an.bs
+    an.humeral_head, an.glenoid, an.acromion = {}, [], {}
+    for s in (-1, 1):
+        acromion = np.array([an.x_body + s * (rx + 48), yc - 15, zc + 35])
+        an.acromion[s] = acromion
+        rh = 22 * bs * an.rng.uniform(0.92, 1.08)
+        head = acromion + np.array([s * 6, 10, -rh - 8])
+        an.humeral_head[s] = (head, rh)
+        glen = head - np.array([s * (rh + 4), 2, 0])
+        blade = next(pt for pt, R, _ in an.scapulae if np.sign(pt[0] - an.x_body) == s)
+        an.glenoid += [_Ell(glen, np.array([5, 12, 17]) * bs), _Cap(glen, blade + np.array([0, 0, 40]), 7 * bs)]
+
+
+def build_arms(an):
+    """Arms up (humerus from the shoulder up beside the head) or down (humerus beside the chest, forearm beside
+    the abdomen): an.arm_soft [(fat chain, muscle chain)], an.arm_bones [parts] (humerus shaft, radius, ulna)."""
+    r = an.rng
+    an.arm_soft, an.arm_bones = [], []
+    r_arm = r.uniform(34, 46) + 0.45 * an.fat
+    fat_arm = 2 + 0.5 * an.fat
+    for s in (-1, 1):
+        head, rh = an.humeral_head[s]
+        if an.arms == "up":
+            elbow = head + np.array([s * r.uniform(15, 50), r.uniform(-10, 30), r.uniform(270, 310) * an.bs])
+            path = [head, elbow]
+        else:
+            z_el = an.vz(20) - r.uniform(0, 40)
+            elbow = np.array([an.x_body + s * (_skin_halfwidth(an, z_el) + r_arm + r.uniform(0, 15)),
+                              an.soft_at(np.array([z_el]))["ys"][0] + r.uniform(10, 50), z_el])
+            z_wr = z_el - r.uniform(220, 260) * an.bs
+            wrist = np.array([an.x_body + s * (_skin_halfwidth(an, z_wr) + 0.7 * r_arm),
+                              an.soft_at(np.array([z_wr]))["ys"][0] + r.uniform(40, 110), z_wr])
+            path = [head, elbow, wrist]
+        radii = [r_arm, r_arm * 0.8, r_arm * 0.6][:len(path)]
+        # the shoulder (trapezius, deltoid): from the base of the neck over the acromion to the humeral head
+        acromion = an.acromion[s]
+        neck = np.array([an.x_body + s * 35, acromion[1] - 5, acromion[2] - 12])
+        top = acromion + np.array([s * 4, 4, -14])
+        path, radii = [neck, top] + path, [0.75 * r_arm, 0.8 * r_arm] + radii
+        if an.arms == "down":
+            path[2] = head - np.array([0, 0, 0.4 * rh])
+        an.arm_soft.append(([_Cap(p, q, a, b) for p, q, a, b in zip(path[:-1], path[1:], radii[:-1], radii[1:])],
+                            [_Cap(p, q, a - fat_arm, b - fat_arm)
+                             for p, q, a, b in zip(path[:-1], path[1:], radii[:-1], radii[1:])]))
+        bones = [_Ell(head, np.full(3, rh)), _Cap(head, elbow, 11 * an.bs, 10 * an.bs)]
+        if an.arms == "down":
+            d = np.cross(elbow - wrist, [0, 0, 1.0])
+            d = d / (np.linalg.norm(d) + 1e-9) * 7
+            bones += [_Cap(elbow + d, wrist + d, 7 * an.bs, 8 * an.bs),  # radius and ulna
+                      _Cap(elbow - d, wrist - d, 7 * an.bs, 5 * an.bs)]
+        an.arm_bones.append(bones)
+
+
+def _skin_halfwidth(an, z):
+    """Half width (mm) of the trunk's skin outline at height z."""
+    p = an.soft_at(np.array([z]))
+    return float(p["A"][0] + an.fat * p["fatf"][0] * 1.15)
+
+
+def build_bone_lesions(an):
+    """an.bone_lesions [(centre, semi-axes, dHU)]: blastic lesions in vertebral bodies (focal sclerosis: 3-8) and
+    occasional bone islands (10 % of the others: 1-2)."""
+    r = an.rng
+    an.bone_lesions = []
+    n = int(r.integers(3, 9)) if an.sclerosis == "focal" else (int(r.integers(1, 3)) if r.random() < 0.1 else 0)
+    for _ in range(n):
+        vid = int(r.choice(an.ids[1:]))
+        c, R = an.verts[vid]
+        g = an.dims[vid]
+        loc = np.array([g["ra"], g["rb"], g["hh"]]) * r.uniform(-0.55, 0.55, size=3)
+        big = an.sclerosis == "focal"
+        rad = r.uniform(4, 12, size=3) if big else r.uniform(2, 5, size=3)
+        an.bone_lesions.append((c + loc @ R, rad * an.bs, r.uniform(400, 900) if big else r.uniform(600, 1000)))
 
 
 # --- pelvis ---------------------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
-"""Soft-tissue structures placed from the anatomy's random draws: the aorta (with calcified plaques), bowel loops,
-visceral fat and lung vessels. Builders take the case's ``_Anatomy`` and store their primitives on it."""
+"""Soft-tissue structures placed from the anatomy's random draws: the aorta (with calcified plaques), the abdominal
+organs (liver, spleen, stomach, kidneys: ellipsoids with smoothly deformed surfaces, painted by priority inside the
+visceral cavity so that they press against the body wall and one another), bowel loops, visceral fat and lung
+vessels. Builders take the case's ``_Anatomy`` and store their primitives on it."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from .sdf import _Cap, _Ell
+from .heart import aortic_root
+from .sdf import _Blob, _Cap, _Ell, smooth_waves
 
 
 def build_aorta(an):
@@ -37,9 +40,7 @@ def _aorta_chain(an):
         g = an.dims[vid]
         return np.array([c[0] + dx, c[1] + g["rb"] + dy, c[2] + dz])
 
-    xc, yc, rx, ry = an.cage_at(an.vz(14))
-    root = np.array([xc - 5, yc + 0.35 * ry, an.vz(14)])
-    asc = np.array([xc - 2, yc + 0.4 * ry, an.vz(11)])
+    root, asc = aortic_root(an)
     arch = at(10, -12, 28, 0)
     pts = [root, asc, arch, at(11, -20, 6), at(13, -21, -6), at(16, -17, 0), at(19, -12, 6), at(21, -11, 10),
            at(23, -10, 10, an.dims[23]["hh"])]
@@ -50,6 +51,38 @@ def _aorta_chain(an):
     for s in (-1, 1):
         chain.append(_Cap(bif, np.array([cS1[0] + s * 38, cS1[1] + 30, cS1[2] - 10]), 6.5 * vs, 5.5 * vs))
     return chain
+
+
+def build_organs(an):
+    """an.organs: [(name, blob, HU)] in painting order (stomach, liver, spleen; kidneys are an.kidneys), each an
+    ellipsoid from the soft-tissue tables with a smoothly deformed surface (amplitude 3-8 mm, wavelength
+    50-160 mm), oversized towards the body wall (painting keeps them inside the visceral cavity);
+    an.kidneys: (centre, semi-axes, waves) per side."""
+    r, bs = an.rng, an.bs
+    z11 = an.vz(18)
+    p = an.soft_at(np.array([z11]))
+    xs, ys, cx, cyf = p["xs"][0], p["ys"][0], p["cx"][0], p["cyf"][0]
+    waves = lambda: smooth_waves(r, 3, r.uniform(3, 8), (50, 160))  # noqa: E731
+    an.stomach_fill = r.choice(["gas", "fluid", "mixed", "collapsed"], p=[0.2, 0.25, 0.35, 0.2])
+    st_c = np.array([xs - 0.45 * cx, ys + 0.55 * cyf, z11 + r.uniform(0, 25)])
+    an.organs = [("stomach", _Blob(st_c, np.array([45, 35, 50]) * bs * r.uniform(0.8, 1.2, size=3), waves()),
+                  an.hu_muscle - 5)]
+    lv = r.uniform(0.9, 1.15, size=3)
+    lc = np.array([xs + 0.42 * cx, ys + 0.45 * cyf, z11 + r.uniform(0, 15)])
+    an.organs.append(("liver", _Blob(lc, np.array([0.72 * cx, 0.62 * cyf, 92 * bs]) * lv, waves()), an.hu_liver))
+    ll = np.array([xs + 0.02 * cx, ys + 0.75 * cyf, z11 + r.uniform(15, 40)])
+    an.organs.append(("liver", _Blob(ll, np.array([0.42 * cx, 0.24 * cyf, 45 * bs]) * lv, waves()), an.hu_liver))
+    sc = np.array([xs - 0.72 * cx, ys + 0.1 * cyf, z11 + r.uniform(-10, 15)])
+    an.organs.append(("spleen", _Blob(sc, np.array([32, 55, 55]) * bs * r.uniform(0.8, 1.25, size=3), waves()),
+                      an.hu_spleen))
+    z_l1, z_l2 = an.vz(20), an.vz(21)
+    pk = an.soft_at(np.array([z_l1]))
+    an.kidneys = []
+    for s in (-1, 1):
+        kc = np.array([pk["xs"][0] + s * 58 * bs, pk["ys"][0] + 8, (z_l1 + z_l2) / 2 + (12 if s < 0 else -5)])
+        kc += r.uniform(-6, 6, size=3)
+        an.kidneys.append((s, kc, np.array([24, 21, 52]) * bs * r.uniform(0.88, 1.12, size=3),
+                           smooth_waves(r, 2, r.uniform(1, 3), (40, 100))))
 
 
 def _abdomen_z(an):
