@@ -20,12 +20,16 @@ from pathlib import Path
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 HERE = Path(__file__).resolve().parent
 
-#: row name -> mix_weights (configs/data_mix.yaml)
-ROWS: dict[str, dict[str, float]] = {
-    "phantom": {"phantom": 1.0},
-    "synthesis": {"synthesis": 1.0},
-    "phantom_synthesis": {"phantom": 0.5, "synthesis": 0.5},
-    "phantom_synthesis_real": {"phantom": 0.3, "synthesis": 0.5, "real": 0.2},
+#: row name -> (mix_weights of configs/data_mix.yaml, the phantom generator version the row needs or None). The v1
+#: rows ran with phantom GENERATOR_VERSION 1 (the generator before phantom v2, commit 1a108cf); today's code makes v2,
+#: so they are kept as records and refuse to rerun.
+ROWS: dict[str, tuple[dict[str, float], int | None]] = {
+    "phantom_v1": ({"phantom": 1.0}, 1),
+    "phantom_v1_synthesis": ({"phantom": 0.5, "synthesis": 0.5}, 1),
+    "phantom_v2": ({"phantom": 1.0}, 2),
+    "phantom_v2_synthesis": ({"phantom": 0.5, "synthesis": 0.5}, 2),
+    "phantom_v2_synthesis_real": ({"phantom": 0.3, "synthesis": 0.5, "real": 0.2}, 2),
+    "synthesis": ({"synthesis": 1.0}, None),
 }
 #: the recipe every row shares (a CPU recipe: 2 mm, 64^3 patches of 128 mm)
 RECIPE = {"use_plan": False, "spacing": [2.0, 2.0, 2.0], "patch_size": [64, 64, 64], "batch_size": 1, "num_samples": 2,
@@ -59,6 +63,7 @@ def run(rows: str | list | tuple | None = None, out_dir: str = str(BUNDLE / "run
     sys.path.insert(0, str(HERE))
     import real_ct
 
+    from scripts.data.phantom import GENERATOR_VERSION
     from scripts.data.real_cases import available_cases
 
     names = ([r for r in rows.split(",") if r] if isinstance(rows, str) else list(rows)) if rows else list(ROWS)
@@ -74,16 +79,26 @@ def run(rows: str | list | tuple | None = None, out_dir: str = str(BUNDLE / "run
             table.append(json.loads(result_file.read_text()))
             print(f"{name}: done already ({result_file})")
             continue
+        weights, version = ROWS[name]
+        trained_file = row_dir / "trained.json"  # training done, benchmark not yet: only the benchmark reruns
+        if version is not None and version != GENERATOR_VERSION and not trained_file.is_file():
+            raise SystemExit(f"row '{name}' needs phantom generator v{version}; this code generates v{GENERATOR_VERSION}")
         row_dir.mkdir(parents=True, exist_ok=True)
-        weights = ROWS[name]
-        print(f"{name}: training on {weights} ...", flush=True)
-        trained = train_row(name, weights, row_dir, int(epochs), int(draws_per_epoch))
+        if trained_file.is_file():
+            trained = json.loads(trained_file.read_text())
+        else:
+            print(f"{name}: training on {weights} ...", flush=True)
+            trained = train_row(name, weights, row_dir, int(epochs), int(draws_per_epoch))
+            trained_file.write_text(json.dumps(trained, indent=1))
         bench = real_ct.run(checkpoint=trained["checkpoint"], coarse_to_fine=False, out_dir=str(row_dir / "real_ct"),
+                            overwrite=True,
                             spacing=RECIPE["spacing"], patch_size=RECIPE["patch_size"])
         seen = [c.name for c in available_cases() if c.trainable] if weights.get("real") else []
         params = BUNDLE / "data" / "phantom" / "phantom_params.json"  # which phantom generator the row drew from
         if weights.get("phantom") and params.is_file():
             trained["phantom_generator_version"] = json.loads(params.read_text())["generator_version"]
+            if version is not None and trained["phantom_generator_version"] != version:
+                raise SystemExit(f"{params}: row '{name}' trained on phantom v{trained['phantom_generator_version']}")
         result = {"row": name, "mix_weights": weights, "recipe": RECIPE, "real_cases_trained_on": seen, **trained,
                   "benchmark": {r["case"]: {k: r.get(k) for k in ("dice", "hd95_mm", "recall", "fp_ml", "critical_share")}
                                 for r in bench}}
