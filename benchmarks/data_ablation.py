@@ -94,6 +94,9 @@ def run(rows: str | list | tuple | None = None, out_dir: str = str(BUNDLE / "run
                             overwrite=True,
                             spacing=RECIPE["spacing"], patch_size=RECIPE["patch_size"])
         seen = [c.name for c in available_cases() if c.trainable] if weights.get("real") else []
+        synth = BUNDLE / "data" / "synth" / "synthesis_params.json"
+        if weights.get("synthesis") and synth.is_file():
+            trained.setdefault("synthesis_generator_version", json.loads(synth.read_text())["generator_version"])
         params = BUNDLE / "data" / "phantom" / "phantom_params.json"  # which phantom generator the row drew from
         if weights.get("phantom") and params.is_file():
             trained["phantom_generator_version"] = json.loads(params.read_text())["generator_version"]

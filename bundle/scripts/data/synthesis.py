@@ -40,7 +40,7 @@ from .real_cases import REAL_DIR, RealCase, available_cases
 __all__ = ["GENERATOR_VERSION", "TISSUE_HU", "PHASES", "structure_tissue", "build_template", "synthesize",
            "make_dataset", "template_cases"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PHASES = ("native", "arterial", "venous")
 
 #: HU ranges (low, high) of each tissue's mean, per contrast phase (one range = every phase). Sources: standard CT
@@ -79,6 +79,11 @@ BONE_DENSITY_P = {"osteoporotic": 0.2, "normal": 0.65, "sclerotic": 0.15}
 AIR, FAT, SOFT, DENSE, GAS, MYOCARDIUM = 200, 201, 202, 203, 204, 205
 #: a cortical-shell voxel of bone structure s is stored as s + CORTEX
 CORTEX = 1000
+#: thickness of the cortical shell: a template's one-voxel shell is partial-volumed to CORTEX_MM / its voxel size of
+#: cortical bone over cancellous bone. With whole shell voxels at 500-1300 HU the synthetic vertebrae measured a median
+#: 902 HU with 75 % of voxels above 500 HU, where the real CTs in ../shared measure 172-322 HU and 5-31 %; with 0.5 mm,
+#: 327 HU and 28 % (2 mm grid, 3 seeds per template).
+CORTEX_MM = 0.5
 #: elastic deformation: control points every ELASTIC_CONTROL_MM, each displaced by N(0, 1) x U(0, ELASTIC_MM) mm
 ELASTIC_CONTROL_MM = 32.0
 ELASTIC_MM = 4.0
@@ -160,7 +165,8 @@ def build_template(case: RealCase, root: Path | None = None) -> dict:
     core = ndi.binary_erosion(bone, structure=np.ones((3, 3, 3), bool))
     structure[bone & ~core] += CORTEX
     return {"structure": structure, "label": remap(label, case.label_map).astype(np.uint8), "affine": affine,
-            "spacing": spacing, "name": case.name}
+            "spacing": spacing, "name": case.name,
+            "cortex_fraction": float(np.clip(CORTEX_MM / float(np.mean(spacing)), 0.1, 1.0))}
 
 
 # ---- one synthetic case -------------------------------------------------------------------------------------------
@@ -229,10 +235,14 @@ def synthesize(template: dict, seed: int, spacing_range=(1.2, 2.0), rotate_deg: 
     mean_lut = np.zeros(int(ids.max()) + 1, np.float32)
     std_lut = np.zeros_like(mean_lut)
     coarse_lut = np.zeros_like(mean_lut)
+    shell = template.get("cortex_fraction", 1.0)
     for sid in ids:
         tissue = structure_tissue(sid)
         jitter = 0.08 * abs(tissue_hu[tissue]) + 5.0  # each structure (each bone, each organ) its own offset
-        mean_lut[sid] = tissue_hu[tissue] + float(rng.uniform(-jitter, jitter))
+        mean = tissue_hu[tissue]
+        if tissue == "cortical":  # a partial-volumed shell voxel: part cortex, part cancellous core
+            mean = shell * mean + (1.0 - shell) * tissue_hu["cancellous"]
+        mean_lut[sid] = mean + float(rng.uniform(-jitter, jitter))
         std_lut[sid] = texture[tissue]
         coarse_lut[sid] = 0.0 if tissue in ("cancellous", "cortical", "lung") else 1.0
     fine = _smooth_noise(rng, structure.shape, sigma_vox=0.6 / spacing)     # trabecular-scale texture
