@@ -162,8 +162,19 @@ BUNDLE_TRAIN_OPTIONS: dict[str, Callable] = {
     "learning_rate": _float(0.0, 1.0),
     "val_interval": _int(1, 100_000),
 }
+def _bundle_path(ctx, key, value):
+    """MONAI Label's own ``bundle_path`` (``AsyncTask.run`` adds it before the training subprocess starts): only the
+    served bundle, the folder that holds ``models/``."""
+    text = _text(ctx, key, value)
+    if os.path.realpath(text) != os.path.realpath(os.path.dirname(os.path.normpath(ctx.models_dir))):
+        ctx.reject(key, f"{_shown(value)} is not the served bundle")
+    return text
+
+
 #: every key a /train/ request may hold, with its parser; None = dropped after the check (never used)
 TRAIN_KEYS: dict[str, Callable] = {
+    "bundle_path": _bundle_path,
+    "local_rank": _int(-1, 1024),  # MONAI Label's launcher adds it in the training subprocess
     "model": _text,
     "client_id": _text,
     "max_epochs": _int(1, 100_000),

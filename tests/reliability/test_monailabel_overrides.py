@@ -79,6 +79,14 @@ def test_train_values_that_are_not_the_typed_option_are_refused(key, value, prob
     assert msg.startswith(f"/train/ {key}: ") and problem in msg and "\n" not in msg, msg
 
 
+def test_bundle_path_only_the_served_bundle():
+    """MONAI Label's AsyncTask adds ``bundle_path`` to the request before the training subprocess checks it again: the
+    served bundle passes, any other folder is refused."""
+    assert check_train_request({"bundle_path": str(BUNDLE)}, MODELS)["bundle_path"] == str(BUNDLE)
+    with pytest.raises(RequestRejected, match="bundle_path: .* is not the served bundle"):
+        check_train_request({"bundle_path": "/tmp"}, MODELS)
+
+
 def test_model_filename_cannot_leave_models_by_a_link(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
