@@ -31,8 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .data.real_cases import REAL_DIR as REAL
+
 BUNDLE = Path(__file__).resolve().parents[1]
-REAL = Path(os.environ.get("SPINE_SHARED_DIR", BUNDLE.parents[1] / "shared")) / "data" / "real"
 BENCH = BUNDLE / "data" / "bench"
 NNUNET_SCRIPT = BUNDLE.parent / "benchmarks" / "nnunet_predictor.py"
 PEER_PYTHON = Path(os.environ.get("SPINE_PEER_VENV", Path.home() / ".cache" / "spine_ct_seg" / "nnunet-venv")) / "bin" / \

@@ -33,6 +33,11 @@ class RealCase:
     def path(self, field: str, root: Path | None = None) -> Path:
         return Path(root or REAL_DIR) / getattr(self, field)
 
+    def entry(self, root: Path | None = None) -> dict:
+        """Its datalist entry: ``image``, ``label`` and ``label_map``."""
+        return {"image": str(self.path("image", root)), "label": str(self.path("label", root)),
+                "label_map": self.label_map}
+
 
 REAL_CASES: tuple[RealCase, ...] = (
     RealCase(VALIDATION_CASE, "verse014/sub-verse014_ct.nii.gz", "verse014/sub-verse014_seg-vert_msk.nii.gz", "verse",
@@ -65,5 +70,4 @@ def available_cases(root: Path | None = None, names=None) -> list[RealCase]:
 
 def training_entries(root: Path | None = None) -> list[dict]:
     """Datalist entries (``image``, ``label``, ``label_map``) of every trainable real case that exists."""
-    return [{"image": str(c.path("image", root)), "label": str(c.path("label", root)), "label_map": c.label_map}
-            for c in available_cases(root) if c.trainable]
+    return [c.entry(root) for c in available_cases(root) if c.trainable]

@@ -106,8 +106,7 @@ def mixed_training_data(
         for it in items:
             training.append({"image": it["image"], "label": it["label"], "label_map": it.get("label_map", "verse"),
                              "source": name, "weight": float(weights[name]) / len(items)})
-    validation = [{"image": str(c.path("image", root)), "label": str(c.path("label", root)), "label_map": c.label_map}
-                  for c in available_cases(root, [VALIDATION_CASE])]
+    validation = [c.entry(root) for c in available_cases(root, [VALIDATION_CASE])]
     logger.info("data mix: %s; validation: %s", {k: f"{len(v)} cases, weight {weights[k]}" for k, v in sources.items()},
                 [Path(v["image"]).name for v in validation] or "none")
     return {"training": training, "validation": validation, "testing": testing}
