@@ -200,6 +200,9 @@ def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint
     inference.yaml keys (e.g. ``--spacing "[2,2,2]"`` for a model trained at 2 mm)."""
     import torch
 
+    from scripts.flags import as_bool
+
+    coarse_to_fine = as_bool(coarse_to_fine, "--coarse_to_fine")   # the command line gives the text "false"
     if threads:
         torch.set_num_threads(int(threads))
     root = Path(real_dir) if real_dir else REAL_DIR

@@ -117,6 +117,9 @@ class SpineBundleTrainTask(BundleTrainTask):
         checkpoint = os.path.join(self.bundle_path, "models", request.get("model_filename", self.const.model_pytorch()))
         if request.get("pretrained", True) and os.path.exists(checkpoint):
             overrides["pretrained"] = checkpoint
+        # a /train/ request is the explicit choice to replace the served models/model.pt (the bundle's run-folder
+        # check stops any other run that would land on it); the run still writes it only atomically, at a new best
+        overrides["overwrite"] = True
         for key in TRAIN_OPTIONS:
             if key in request:   # checked and typed by check_train_request
                 overrides[key] = request[key]

@@ -100,8 +100,8 @@ def infer(trained, image: Path, out: Path, from_repo_root: bool = False) -> Path
     where = ["--config_file", "bundle/configs/inference.yaml", "--bundle_root", "bundle"] if from_repo_root else \
         ["--config_file", "configs/inference.yaml"]
     bundle_run(
-        [*where, "--image", str(image), "--output_dir", str(out), "--ckpt_path", str(trained["ckpt"]),
-         "--spacing", "[2.0, 2.0, 2.0]", "--patch_size", "[64, 64, 32]"],
+        [*where, "--image", str(image), "--output_dir", str(out), "--ckpt_path", str(trained["ckpt"])],   # the
+        # quick model's geometry (2 mm, 64x64x32) comes from its sidecar, model.json
         cwd=REPO if from_repo_root else BUNDLE,
     )
     name = image.name.replace(".nii.gz", "")

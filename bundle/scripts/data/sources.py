@@ -5,6 +5,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..flags import as_bool
+
 logger = logging.getLogger(__name__)
 
 
@@ -153,7 +155,7 @@ def inference_inputs(image: str | None = None, datalist: str | None = None, data
             raise CaseError(f"{folder}: no .nii/.nii.gz images or DICOM series found")
         cases = [{"image": str(p.resolve())} for p in images]
     _check_unique_output_names(cases)
-    if output_dir and not _as_bool(overwrite, "overwrite"):
+    if output_dir and not as_bool(overwrite, "overwrite"):
         _check_no_earlier_outputs(cases, output_dir, f"_{output_postfix}{output_ext}")
     return cases
 
@@ -186,12 +188,3 @@ def _check_no_earlier_outputs(cases: list[dict], output_dir: str, suffix: str) -
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise CaseError(f"{existing[0]}: exists already{more}, from an earlier run; pass --overwrite true to replace "
                         f"it, or choose another --output_dir")
-
-
-def _as_bool(value, name: str) -> bool:
-    """A config flag that may come from the command line as the text "true" / "false"."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value

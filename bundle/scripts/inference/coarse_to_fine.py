@@ -37,6 +37,7 @@ from monai.transforms.utils_morphological_ops import dilate
 from monai.utils import convert_to_dst_type
 from torch import nn
 
+from ..flags import as_bool
 from .fold_bn import fold_batchnorm
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         **kwargs,
     ) -> None:
         super().__init__(roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, **kwargs)
-        self.coarse_to_fine = bool(coarse_to_fine)
+        self.coarse_to_fine = as_bool(coarse_to_fine, "coarse_to_fine")
         self.spacing = [float(s) for s in spacing]
         self.coarse_spacing = [float(s) for s in coarse_spacing]
         self.coarse_roi_size = [int(r) for r in coarse_roi_size]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..flags import as_bool
 from .context_block import ContextBlock
 from .resunet import ResUNet
 from .residual_block import ResidualBlock
@@ -38,9 +39,13 @@ def build_network(
     out_channels: int = 1,
     patch_size: Sequence[int] | None = None,
     channels_last: bool = False,
+    args: dict | None = None,
     **kwargs,
 ) -> nn.Module:
     """Instantiate a network of :data:`NETWORKS` by name, e.g. ``build_network("resunet", out_channels=26)``.
+
+    ``args`` holds the network's own arguments as one dict (the configs' ``network_args``, which the weights'
+    sidecar records), merged with ``kwargs``.
 
     ``patch_size`` (the training/sliding-window patch) is checked against the network's divisor, and passed as
     ``img_size`` to the networks tied to one input size (Slim UNETR and Slim UNETR++, whose position embedding has
@@ -49,12 +54,13 @@ def build_network(
     if name not in NETWORKS:
         raise ValueError(f"unknown network '{name}': choose one of {', '.join(sorted(NETWORKS))}")
     net_cls = NETWORKS[name]
+    kwargs = {**dict(args or {}), **kwargs}
     if patch_size is not None:
         check_patch_size(name, patch_size)
         if "img_size" in inspect.signature(net_cls).parameters:
             kwargs.setdefault("img_size", tuple(int(p) for p in patch_size))
     net = net_cls(in_channels=in_channels, out_channels=out_channels, **kwargs)
-    return to_channels_last(net) if channels_last else net
+    return to_channels_last(net) if as_bool(channels_last, "channels_last") else net
 
 
 def _channels_last_input(module: nn.Module, args: tuple) -> tuple:

@@ -26,6 +26,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..flags import as_bool
 from .fingerprint import NUM_FOREGROUND_SAMPLES_TOTAL, extract_fingerprint, load_fingerprint, save_fingerprint
 from .planner import bundle_view, fit_patch_to_network, network_divisor, plan_experiment
 
@@ -156,6 +157,7 @@ def load_plan_or_defaults(
     if network is not None:
         divisor = network_divisor(network)
     plan_path = None
+    use_plan = as_bool(use_plan, "use_plan")
     if use_plan and path:
         plan_path = Path(path)
         if plan_path.is_dir():

@@ -1,0 +1,235 @@
+"""Training checkpoints that survive being stopped: atomic writes, a best model kept apart from the last state, resume.
+
+A run folder (``ckpt_dir``) holds two files:
+
+- ``model.pt`` (``checkpoint_name``): the network's ``state_dict`` with the best validation score of this run. It is
+  replaced only by a strictly better score of the same run (:class:`BestModelSaver`).
+- ``last_model.pt`` (``last_checkpoint``, ``last_`` + ``checkpoint_name``): everything needed to continue the run after the last completed epoch (:class:`LastCheckpoint`): the
+  network, optimiser, LR scheduler, the trainer's epoch and iteration, the RNG states (torch, numpy, Python and each
+  random transform's own generator, :class:`RNGState`) and the best-model tracker. ``--resume true`` loads it with
+  MONAI's ``CheckpointLoader`` at the trainer's start.
+
+Every write goes to a temporary file in the same folder, then ``os.replace``: a run killed mid-write leaves the
+previous file intact. :func:`check_run_folder` runs before any data is loaded, so a new run never lands on a folder
+that holds a trained model unless asked to (``--resume true`` or ``--overwrite true``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.transforms import Randomizable
+
+from .flags import as_bool
+from .weights_sidecar import write_sidecar
+
+logger = logging.getLogger(__name__)
+
+
+class RunFolderError(ValueError):
+    """A run folder that the requested run would damage or cannot continue from (``"<path>: <problem>"``)."""
+
+
+def atomic_save(obj, path: str) -> None:
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes 0600; give the file the user's usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_run_folder(ckpt_dir: str, last_checkpoint: str, checkpoint_name: str = "model.pt", resume: bool = False,
+                     overwrite: bool = False, validation: list | None = None) -> str:
+    """Stop before training when the run would destroy saved work or could not be scored.
+
+    - ``resume``: ``last_checkpoint`` must exist.
+    - neither ``resume`` nor ``overwrite``: ``<ckpt_dir>/<checkpoint_name>`` and ``last_checkpoint`` must not exist.
+    - ``validation`` (the validation datalist) must not be empty: the best model is chosen by its score.
+
+    Returns ``ckpt_dir``.
+    """
+    resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
+    last = last_checkpoint
+    best = os.path.join(ckpt_dir, checkpoint_name)
+    if resume and overwrite:
+        raise RunFolderError(f"{ckpt_dir}: --resume true and --overwrite true exclude each other")
+    if resume and not os.path.isfile(last):
+        raise RunFolderError(f"{last}: no last checkpoint to resume from (train without --resume to start a run)")
+    if not resume and not overwrite:
+        existing = [p for p in (best, last) if os.path.isfile(p)]
+        if existing:
+            raise RunFolderError(
+                f"{existing[0]}: a trained model is there already; continue its run with --resume true, "
+                "train into a new --ckpt_dir, or replace it with --overwrite true")
+    if validation is not None and len(validation) == 0:
+        raise RunFolderError(f"{ckpt_dir}: the validation set is empty; the best model could not be chosen")
+    return ckpt_dir
+
+
+def _random_states(transform, seen: set | None = None) -> list[np.random.RandomState]:
+    """Every ``RandomState`` of ``transform`` and of the transforms it holds (Compose members, wrapped croppers)."""
+    seen = set() if seen is None else seen
+    if id(transform) in seen:
+        return []
+    seen.add(id(transform))
+    states = []
+    if isinstance(transform, Randomizable) and isinstance(getattr(transform, "R", None), np.random.RandomState):
+        states.append(transform.R)
+    children = list(getattr(transform, "transforms", ()) or ())
+    children += [v for v in vars(transform).values() if isinstance(v, Randomizable)] if hasattr(transform, "__dict__") else []
+    for child in children:
+        states += _random_states(child, seen)
+    return states
+
+
+def _np_state_to_tensors(state: tuple) -> dict:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _np_state_from_tensors(state: Mapping) -> tuple:
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+            state["cached_gaussian"])
+
+
+class RNGState:
+    """The random generators a training run draws from, as one ``state_dict`` (torch, numpy, Python, transforms).
+
+    Stored as tensors and plain numbers so that ``torch.load(weights_only=True)`` (MONAI's ``CheckpointLoader``)
+    reads it back.
+    """
+
+    def __init__(self, transforms=None):
+        self.transforms = transforms
+
+    def _transform_states(self) -> list[np.random.RandomState]:
+        return _random_states(self.transforms) if self.transforms is not None else []
+
+    def state_dict(self) -> dict:
+        version, internal, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": _np_state_to_tensors(np.random.get_state()),
+            "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                       "gauss": gauss},
+            "transforms": [_np_state_to_tensors(r.get_state()) for r in self._transform_states()],
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(_np_state_from_tensors(state["numpy"]))
+        py = state["python"]
+        random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
+        generators = self._transform_states()
+        if len(generators) != len(state["transforms"]):
+            raise RunFolderError(f"the checkpoint holds {len(state['transforms'])} random transform states, the "
+                                 f"configured pipeline has {len(generators)}: resume with the run's own configs")
+        for r, s in zip(generators, state["transforms"]):
+            r.set_state(_np_state_from_tensors(s))
+
+
+class ResumeFromLast:
+    """Trainer handler: with ``resume``, load the last checkpoint into ``load_dict`` and the trainer itself at its start, by
+    MONAI's ``CheckpointLoader`` (the trainer is added here, where it is known, rather than in the config, where it
+    would be a circular reference). Without ``resume`` it attaches nothing."""
+
+    def __init__(self, path: str, load_dict: Mapping, resume: bool = False):
+        self.path = path
+        self.load_dict = dict(load_dict)
+        self.resume = as_bool(resume, "resume")
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume:
+            from monai.handlers import CheckpointLoader
+
+            CheckpointLoader(self.path, {**self.load_dict, "trainer": engine}, strict=True).attach(engine)
+
+
+class BestModelSaver:
+    """Evaluator handler: write the network's ``state_dict`` to ``<ckpt_dir>/<checkpoint_name>`` atomically whenever
+    ``metric_name`` beats the best score so far of this run (strictly; the tracker resumes from the last checkpoint),
+    and its ``sidecar`` (what inference needs to use it) with the score beside it."""
+
+    def __init__(self, ckpt_dir: str, network: torch.nn.Module, metric_name: str, checkpoint_name: str = "model.pt",
+                 enabled: bool = True, sidecar: Mapping | None = None):
+        self.path = os.path.join(ckpt_dir, checkpoint_name)
+        self.sidecar = dict(sidecar) if sidecar else None   # scripts/weights_sidecar.py: written beside the weights
+        self.enabled = as_bool(enabled, "enabled")   # false on the other ranks of a multi-GPU run: they track, rank 0 writes
+        self.network = network
+        self.metric_name = metric_name
+        self.best_metric = -float("inf")
+        self.best_epoch = -1
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        metric = float(engine.state.metrics[self.metric_name])
+        if not metric > self.best_metric:
+            return
+        if self.enabled:
+            module = self.network.module if hasattr(self.network, "module") else self.network   # DDP: the bare one
+            atomic_save(module.state_dict(), self.path)
+        self.best_metric = metric
+        self.best_epoch = int(engine.state.epoch)   # the evaluator runs with the trainer's epoch
+        if self.enabled and self.sidecar is not None:
+            write_sidecar(self.path, {**self.sidecar, "validation": {
+                "metric": self.metric_name, "value": round(metric, 4), "epoch": self.best_epoch}})
+        logger.info("%s: new best %s %.4f", self.path, self.metric_name, metric)
+
+    def state_dict(self) -> dict:
+        return {"best_metric": self.best_metric, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.best_metric = float(state["best_metric"])
+        self.best_epoch = int(state["best_epoch"])
+
+
+class LastCheckpoint:
+    """Trainer handler: after every ``save_interval`` epochs (and at the end) write ``save_dict``'s state dicts, and
+    the trainer's own state, to ``path`` (``last_checkpoint``) atomically. Attach it after the validation and LR-scheduler
+    handlers so that the file holds the state the next epoch starts from."""
+
+    def __init__(self, path: str, save_dict: Mapping, save_interval: int = 1, enabled: bool = True):
+        self.path = path
+        self.enabled = as_bool(enabled, "enabled")   # false on the other ranks of a multi-GPU run
+        self.save_dict = dict(save_dict)
+        self.save_interval = max(1, int(save_interval))
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._log_start)
+        if self.enabled:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self)
+            engine.add_event_handler(Events.COMPLETED, self)
+
+    def _log_start(self, engine: Engine) -> None:
+        if engine.state.epoch:
+            logger.info("resuming at epoch %d (iteration %d) of %d", engine.state.epoch + 1, engine.state.iteration,
+                        engine.state.max_epochs)
+
+    def __call__(self, engine: Engine) -> None:
+        state = {}
+        for key, obj in self.save_dict.items():
+            module = obj.module if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
+            state[key] = module.state_dict()
+        state["trainer"] = engine.state_dict()
+        atomic_save(state, self.path)

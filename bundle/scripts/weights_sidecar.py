@@ -1,0 +1,108 @@
+"""The sidecar of a weight file: what the weights were trained with, read back by inference.
+
+``models/model.pt`` travels with ``models/model.json``, as an nnU-Net model folder travels with its plans
+(``initialize_from_trained_model_folder``). Training writes it beside every saved best model
+(:class:`scripts.checkpoints.BestModelSaver`); ``configs/inference.yaml`` reads it, so the network, its arguments, the
+voxel spacing, the patch and the HU window at inference are the ones the weights learned with, and are written
+nowhere else. Fields:
+
+- ``network``: ``{"name", "out_channels", "args"}`` for :func:`scripts.networks.build_network`;
+- ``task`` (binary | vertebrae), ``spacing`` (mm), ``patch_size`` (voxels), ``intensity`` (the
+  ``ScaleIntensityRange`` window: ``a_min``, ``a_max``, ``b_min``, ``b_max``), ``threshold`` (binary probability);
+- ``validation``: the score that selected the weights (``metric``, ``value``, ``epoch``), and ``training_record``:
+  where the run is described (empty if nowhere).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+
+from .flags import as_bool
+
+REQUIRED = ("network", "task", "spacing", "patch_size", "intensity")
+#: the bundle this package belongs to: a relative weights path that is not found from the working directory is
+#: looked up here (``monai.bundle.load`` builds ``network_def`` with ``bundle_root: .`` from any directory)
+BUNDLE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class WeightsError(ValueError):
+    """Missing or unusable weights (``"<path>: <problem>"``)."""
+
+
+def sidecar_path(weights: str) -> str:
+    """``models/model.pt`` -> ``models/model.json``."""
+    return os.path.splitext(str(weights))[0] + ".json"
+
+
+def _plain(value):
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def write_sidecar(weights: str, info: Mapping) -> str:
+    """Write ``info`` as the sidecar of ``weights`` (temporary file, then rename); returns its path."""
+    path = sidecar_path(weights)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_plain(info), f, indent=1)
+            f.write("\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_sidecar(weights: str, required: bool = True) -> dict | None:
+    """The sidecar of ``weights``; a one-line :class:`WeightsError` if the weights or their sidecar are missing.
+
+    With ``required`` false, missing weights give ``None`` (the coarse model: the fast path then falls back to the
+    whole volume); weights without a sidecar are an error either way.
+    """
+    weights = str(weights)
+    if not os.path.isabs(weights) and not os.path.exists(weights):
+        own = os.path.join(BUNDLE_DIR, os.path.normpath(weights))
+        weights = own if os.path.exists(own) else weights
+    if not os.path.isfile(weights) and not as_bool(required, "required"):
+        return None
+    if not os.path.isfile(weights):
+        raise WeightsError(f"{weights}: weights file does not exist (train one, or pass --ckpt_path)")
+    path = sidecar_path(weights)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no sidecar for {os.path.basename(weights)}; the weights cannot be used without "
+                           "the network, spacing and HU window they were trained with")
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: cannot read the weights' sidecar: {e}") from None
+    missing = [k for k in REQUIRED if k not in info]
+    if missing:
+        raise WeightsError(f"{path}: the weights' sidecar lacks {', '.join(missing)}")
+    return info
+
+
+def build_network_from_sidecar(info: Mapping | None, patch_size=None, channels_last: bool = False):
+    """The untrained network the sidecar describes (weights are loaded by the workflow's ``CheckpointLoader``);
+    ``None`` for no sidecar."""
+    from .networks import build_network
+
+    if info is None:
+        return None
+    net = info["network"]
+    return build_network(net["name"], out_channels=int(net["out_channels"]),
+                         patch_size=patch_size if patch_size is not None else info["patch_size"],
+                         channels_last=channels_last, **dict(net.get("args") or {}))
