@@ -14,7 +14,7 @@ import pytest
 import torch
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
-from scripts.checkpoints import BestModelSaver, RNGState, RunFolderError, atomic_save, check_run_folder
+from scripts.checkpoints import BestModelSaver, BestScore, RNGState, RunFolderError, atomic_save, check_run_folder
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 QUICK = "['configs/train.yaml','configs/quick.yaml']"
@@ -69,7 +69,7 @@ class _Evaluator:
 
 def test_best_model_is_replaced_only_by_a_strictly_better_score(tmp_path):
     net = torch.nn.Linear(2, 1)
-    saver = BestModelSaver(str(tmp_path), net, "val_mean_dice")
+    saver = BestModelSaver(str(tmp_path), net, BestScore("val_mean_dice"))
     engine = _Evaluator()
     written = []
     for epoch, dice in enumerate([0.30, 0.20, 0.30, 0.50, 0.45], start=1):
@@ -79,9 +79,9 @@ def test_best_model_is_replaced_only_by_a_strictly_better_score(tmp_path):
         saver(engine)
         written.append(float(torch.load(tmp_path / "model.pt")["bias"]))
     assert written == [1.0, 1.0, 1.0, 4.0, 4.0]   # saved at epochs 1 and 4 only
-    assert saver.state_dict() == {"best_metric": 0.5, "best_epoch": 4}
-    resumed = BestModelSaver(str(tmp_path), net, "val_mean_dice")
-    resumed.load_state_dict(saver.state_dict())
+    assert saver.tracker.state_dict() == {"best_metric": 0.5, "best_epoch": 4}
+    resumed = BestModelSaver(str(tmp_path), net, BestScore("val_mean_dice"))
+    resumed.tracker.load_state_dict(saver.tracker.state_dict())
     engine.state.metrics["val_mean_dice"], engine.state.epoch = 0.49, 6
     resumed(engine)                                 # a resumed run keeps the tracker: 0.49 < 0.50 is not saved
     assert float(torch.load(tmp_path / "model.pt")["bias"]) == 4.0

@@ -4,10 +4,11 @@ A run folder (``ckpt_dir``) holds two files:
 
 - ``model.pt`` (``checkpoint_name``): the network's ``state_dict`` with the best validation score of this run. It is
   replaced only by a strictly better score of the same run (:class:`BestModelSaver`).
-- ``last_model.pt`` (``last_checkpoint``, ``last_`` + ``checkpoint_name``): everything needed to continue the run after the last completed epoch (:class:`LastCheckpoint`): the
-  network, optimiser, LR scheduler, the trainer's epoch and iteration, the RNG states (torch, numpy, Python and each
-  random transform's own generator, :class:`RNGState`) and the best-model tracker. ``--resume true`` loads it with
-  MONAI's ``CheckpointLoader`` at the trainer's start.
+- ``last_model.pt`` (``last_checkpoint``: ``last_`` + ``checkpoint_name``): everything needed to continue the run
+  after the last completed epoch (:class:`LastCheckpoint`): the network, optimiser, LR scheduler, the trainer's
+  epoch and iteration, the RNG states (torch, numpy, Python and each random transform's own generator,
+  :class:`RNGState`) and the best score (:class:`BestScore`). ``--resume true`` loads it with MONAI's
+  ``CheckpointLoader`` at the trainer's start.
 
 Every write goes to a temporary file in the same folder, then ``os.replace``: a run killed mid-write leaves the
 previous file intact. :func:`check_run_folder` runs before any data is loaded, so a new run never lands on a folder
@@ -18,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,34 +26,25 @@ import torch
 from ignite.engine import Engine, Events
 from monai.transforms import Randomizable
 
+from .atomic_files import atomic_output
+from .errors import InputError
 from .flags import as_bool
 from .weights_sidecar import write_sidecar
 
 logger = logging.getLogger(__name__)
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """A run folder that the requested run would damage or cannot continue from (``"<path>: <problem>"``)."""
 
 
 def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """``torch.save`` under a temporary name beside ``path``, flushed to disk, then renamed over ``path``."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes 0600; give the file the user's usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def check_run_folder(ckpt_dir: str, last_checkpoint: str, checkpoint_name: str = "model.pt", resume: bool = False,
@@ -164,37 +155,19 @@ class ResumeFromLast:
             CheckpointLoader(self.path, {**self.load_dict, "trainer": engine}, strict=True).attach(engine)
 
 
-class BestModelSaver:
-    """Evaluator handler: write the network's ``state_dict`` to ``<ckpt_dir>/<checkpoint_name>`` atomically whenever
-    ``metric_name`` beats the best score so far of this run (strictly; the tracker resumes from the last checkpoint),
-    and its ``sidecar`` (what inference needs to use it) with the score beside it."""
+class BestScore:
+    """The best validation score of a run so far (and its epoch), as a ``state_dict`` for the last checkpoint."""
 
-    def __init__(self, ckpt_dir: str, network: torch.nn.Module, metric_name: str, checkpoint_name: str = "model.pt",
-                 enabled: bool = True, sidecar: Mapping | None = None):
-        self.path = os.path.join(ckpt_dir, checkpoint_name)
-        self.sidecar = dict(sidecar) if sidecar else None   # scripts/weights_sidecar.py: written beside the weights
-        self.enabled = as_bool(enabled, "enabled")   # false on the other ranks of a multi-GPU run: they track, rank 0 writes
-        self.network = network
+    def __init__(self, metric_name: str = "val_mean_dice"):
         self.metric_name = metric_name
         self.best_metric = -float("inf")
         self.best_epoch = -1
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+    def improves(self, metric: float) -> bool:
+        return metric > self.best_metric
 
-    def __call__(self, engine: Engine) -> None:
-        metric = float(engine.state.metrics[self.metric_name])
-        if not metric > self.best_metric:
-            return
-        if self.enabled:
-            module = self.network.module if hasattr(self.network, "module") else self.network   # DDP: the bare one
-            atomic_save(module.state_dict(), self.path)
-        self.best_metric = metric
-        self.best_epoch = int(engine.state.epoch)   # the evaluator runs with the trainer's epoch
-        if self.enabled and self.sidecar is not None:
-            write_sidecar(self.path, {**self.sidecar, "validation": {
-                "metric": self.metric_name, "value": round(metric, 4), "epoch": self.best_epoch}})
-        logger.info("%s: new best %s %.4f", self.path, self.metric_name, metric)
+    def update(self, metric: float, epoch: int) -> None:
+        self.best_metric, self.best_epoch = float(metric), int(epoch)
 
     def state_dict(self) -> dict:
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch}
@@ -202,6 +175,37 @@ class BestModelSaver:
     def load_state_dict(self, state: Mapping) -> None:
         self.best_metric = float(state["best_metric"])
         self.best_epoch = int(state["best_epoch"])
+
+
+class BestModelSaver:
+    """Evaluator handler: write the network's ``state_dict`` to ``<ckpt_dir>/<checkpoint_name>`` atomically whenever
+    the tracker's metric beats the best score so far of this run (strictly; the :class:`BestScore` resumes from the
+    last checkpoint), and its ``sidecar`` (what inference needs to use it) with the score beside it."""
+
+    def __init__(self, ckpt_dir: str, network: torch.nn.Module, tracker: BestScore, checkpoint_name: str = "model.pt",
+                 enabled: bool = True, sidecar: Mapping | None = None):
+        self.path = os.path.join(ckpt_dir, checkpoint_name)
+        self.network = network
+        self.tracker = tracker
+        self.enabled = as_bool(enabled, "enabled")   # false on the other ranks of a multi-GPU run: they track, rank 0
+        self.sidecar = dict(sidecar) if sidecar else None   # writes; scripts/weights_sidecar.py: beside the weights
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        metric = float(engine.state.metrics[self.tracker.metric_name])
+        if not self.tracker.improves(metric):
+            return
+        self.tracker.update(metric, engine.state.epoch)   # the evaluator runs with the trainer's epoch
+        if not self.enabled:
+            return
+        module = self.network.module if hasattr(self.network, "module") else self.network   # DDP: the bare network
+        atomic_save(module.state_dict(), self.path)
+        if self.sidecar is not None:
+            write_sidecar(self.path, {**self.sidecar, "validation": {
+                "metric": self.tracker.metric_name, "value": round(metric, 4), "epoch": self.tracker.best_epoch}})
+        logger.info("%s: new best %s %.4f", self.path, self.tracker.metric_name, metric)
 
 
 class LastCheckpoint:

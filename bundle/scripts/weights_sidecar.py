@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 
+from .atomic_files import atomic_output
+from .errors import InputError
 from .flags import as_bool
 
 REQUIRED = ("network", "task", "spacing", "patch_size", "intensity")
@@ -27,7 +28,7 @@ REQUIRED = ("network", "task", "spacing", "patch_size", "intensity")
 BUNDLE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """Missing or unusable weights (``"<path>: <problem>"``)."""
 
 
@@ -49,20 +50,9 @@ def _plain(value):
 def write_sidecar(weights: str, info: Mapping) -> str:
     """Write ``info`` as the sidecar of ``weights`` (temporary file, then rename); returns its path."""
     path = sidecar_path(weights)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_plain(info), f, indent=1)
-            f.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
+        json.dump(_plain(info), f, indent=1)
+        f.write("\n")
     return path
 
 

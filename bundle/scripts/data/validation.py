@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["CaseError", "validate_case", "validate_datalist", "check", "HU_MIN", "HU_MAX"]
 
 #: Plausible CT value range. -4096 tolerates the usual outside-the-field padding (-2048, -3024).
@@ -33,7 +35,7 @@ _SLAB_VOXELS = 8_000_000
 _MAX_COUNTED_ID = 4095
 
 
-class CaseError(ValueError):
+class CaseError(InputError):
     """A case failed validation; ``str(err)`` is ``"<path>: <problem>"`` (one line per failing case)."""
 
 
