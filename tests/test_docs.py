@@ -3,7 +3,8 @@
 ``bundle/docs/README.md``: its tables are the ones ``tools/docs_tables.py`` makes from the JSON records (so a new
 or changed record forces a doc update), it stays within its word limit, every config, script and record path it
 names exists, and every ``monai.bundle`` command in it parses against the merged configs (config files, run id and
-every ``--key`` override); the inference command also runs for real on a small phantom.
+every ``--key`` override); the inference command also runs for real on a small phantom. The top-level README's
+Layout lists every file in ``bundle/configs/`` and only paths that exist.
 """
 from __future__ import annotations
 
@@ -241,3 +242,40 @@ def test_inference_command_runs_on_a_small_phantom(tmp_path):
     assert seg.get_data_dtype() == np.dtype(written["dtype"])
     assert set(np.unique(np.asarray(seg.dataobj)).tolist()) <= {int(k) for k in written["channel_def"]}
     assert (out / "phantom_qc.png").is_file()
+
+
+# ---- the top-level README's Layout ------------------------------------------------------------------------------
+LISTED = re.compile(r"(?<![\w./-])([\w.*+-]+(?:/[\w.*+-]+)*(?:/|\.(?:py|yaml|json|conf|md|txt|pt|sh|csv)))(?![\w/])")
+
+
+def layout() -> dict[str, set[str]]:
+    """The Layout block: each line starting in column 0 names a folder, then paths relative to it; indented lines
+    continue the folder above. Returns {folder: the paths listed under it}."""
+    text = TOP.read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```\n(.*?)```", section, re.S)[1]
+    listed, folder = {}, None
+    for line in block.splitlines():
+        if line and not line[0].isspace():
+            folder, line = line.split(None, 1)[0], line.split(None, 1)[1] if " " in line else ""
+            listed.setdefault(folder, set())
+        listed[folder] |= set(LISTED.findall(line))
+    return listed
+
+
+def test_layout_lists_every_config():
+    configs = sorted(p.name for p in (BUNDLE / "configs").iterdir() if p.is_file())
+    listed = layout()["bundle/configs/"]
+    assert not [c for c in configs if c not in listed], "bundle/configs/ files missing from README.md's Layout"
+
+
+def test_layout_paths_exist():
+    listed = layout()
+    assert not [f for f in listed if not (REPO / f).is_dir()]
+    missing = []
+    for folder, paths in listed.items():
+        for path in paths:
+            target = str(REPO / folder / path)
+            if not (glob.glob(target) if "*" in path else os.path.exists(target)):
+                missing.append(f"{folder}{path}")
+    assert not missing, f"README.md's Layout lists paths that do not exist: {missing}"
