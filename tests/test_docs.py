@@ -201,7 +201,7 @@ def test_run_command_parses(args):
 
 @pytest.mark.parametrize("args", [c for c in DOC_COMMANDS if c[0] != "run"], ids=lambda c: " ".join(c)[:90])
 def test_other_bundle_command_names_existing_files(args):
-    options = dict(zip(args[1::1], args[2::1]))
+    options = dict(zip(args, args[1:]))   # each token with the one after it
     for key in ("--config_file", "--meta_file"):
         if key in options:
             assert (BUNDLE / options[key]).is_file(), f"{options[key]} does not exist"
