@@ -96,6 +96,30 @@ def test_verify_metadata_rejects_metadata_without_a_version(schema, tmp_path):
         verify_metadata(meta_file=str(bad), filepath=str(schema))
 
 
+def test_metadata_output_describes_the_mask_inference_writes():
+    """``outputs.pred`` is format ``segmentation``: in the MONAI bundle specification one channel whose voxel values
+    are the labels ``channel_def`` names, so one channel with background 0 and spine 1 agree. MONAI Label's
+    BundleInferTask takes its labels from those keys (background dropped). The network tensor's dtype stays float32,
+    as ``verify_net_in_out`` checks it; ``post_processed_outputs.pred`` is the file inference.yaml writes."""
+    from monai.bundle import ConfigParser
+
+    meta = json.loads(META.read_text())
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    written = meta["network_data_format"]["post_processed_outputs"]["pred"]
+    sidecar = json.loads((BUNDLE / "models" / "model.json").read_text())
+    assert pred["format"] == written["format"] == "segmentation"
+    assert pred["num_channels"] == written["num_channels"] == sidecar["network"]["out_channels"] == 1
+    assert pred["channel_def"] == written["channel_def"]
+    values = sorted(int(k) for k in pred["channel_def"])
+    assert values == [0, 1] and pred["value_range"] == written["value_range"] == [values[0], values[-1]]
+    labels = {v.lower(): int(k) for k, v in pred["channel_def"].items() if v.lower() != "background"}
+    assert labels == {"spine": 1}                       # what MONAI Label lists for the model
+    assert pred["dtype"] == "float32" and "logit" in meta["pred_classes"]
+    config = ConfigParser.load_config_file(BUNDLE / "configs" / "inference.yaml")
+    (save,) = [t for t in config["postprocessing"]["transforms"] if t["_target_"] == "SaveImaged"]
+    assert save["output_dtype"] == f"$numpy.{written['dtype']}"
+
+
 # ---- network: shapes and exports --------------------------------------------------------------------------------
 def test_verify_net_in_out():
     # spatial_shape 8*n with n=4: a 1x1x32x32x32 float32 input must give 1 output channel of the same size

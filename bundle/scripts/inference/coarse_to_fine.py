@@ -52,7 +52,7 @@ class ChannelsLast(nn.Module):
     """Runs a 3D network in channels-last memory format (NDHWC), returned as a contiguous NCDHW tensor.
 
     On this 2-core CPU a 128x128x64 window of the BatchNorm-folded SpineContextResUNet takes 0.95 s channels-last
-    against 1.29 s channels-first (and 1.13 s in ONNX Runtime); see docs/README.md."""
+    against 1.29 s channels-first (and 1.13 s in ONNX Runtime); see docs/shipped_weights.json."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
