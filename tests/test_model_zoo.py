@@ -138,7 +138,8 @@ def test_torchscript_export_carries_metadata_and_matches_the_network(tmp_path, s
     expected = json.loads(META.read_text())
     assert meta["version"] == expected["version"]
     assert meta["required_packages_version"] == expected["required_packages_version"]
-    assert json.loads(extra["inference.json"])["network_def"]["name"] == "@network_name"
+    # the config travels inside the TorchScript file; its network comes from the weights' sidecar
+    assert json.loads(extra["inference.json"])["network_def"]["info"] == "@weights_sidecar"
     with torch.no_grad():
         torch.testing.assert_close(net(probe), shipped_net(probe), atol=1e-5, rtol=0)
 
