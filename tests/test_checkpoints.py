@@ -14,7 +14,8 @@ import pytest
 import torch
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
-from scripts.checkpoints import BestModelSaver, BestScore, RNGState, RunFolderError, atomic_save, check_run_folder
+from scripts.checkpoints import (BestModelSaver, BestScore, RNGState, RunFolderError, atomic_save, check_run_folder,
+                                 check_validation_set)
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 QUICK = "['configs/train.yaml','configs/quick.yaml']"
@@ -44,22 +45,22 @@ def _umask() -> int:
 
 def test_run_folder_check_protects_saved_models(tmp_path):
     last = str(tmp_path / "last_model.pt")
-    val = [{"image": "v.nii.gz"}]
-    assert check_run_folder(str(tmp_path), last, validation=val) == str(tmp_path)   # empty folder: a new run
+    assert check_run_folder(str(tmp_path), last) == str(tmp_path)   # empty folder: a new run
     (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(RunFolderError, match=r"model\.pt: a trained model is there already; continue its run with "
                                              r"--resume true, train into a new --ckpt_dir, or replace it with "
                                              r"--overwrite true"):
-        check_run_folder(str(tmp_path), last, validation=val)
-    check_run_folder(str(tmp_path), last, overwrite=True, validation=val)
+        check_run_folder(str(tmp_path), last)
+    check_run_folder(str(tmp_path), last, overwrite=True)
     with pytest.raises(RunFolderError, match=r"last_model\.pt: no last checkpoint to resume from"):
-        check_run_folder(str(tmp_path), last, resume=True, validation=val)
+        check_run_folder(str(tmp_path), last, resume=True)
     Path(last).write_bytes(b"x")
-    check_run_folder(str(tmp_path), last, resume=True, validation=val)
+    check_run_folder(str(tmp_path), last, resume=True)
     with pytest.raises(RunFolderError, match="exclude each other"):
-        check_run_folder(str(tmp_path), last, resume=True, overwrite=True, validation=val)
+        check_run_folder(str(tmp_path), last, resume=True, overwrite=True)
     with pytest.raises(RunFolderError, match="the validation set is empty"):
-        check_run_folder(str(tmp_path / "new"), str(tmp_path / "new" / "last_model.pt"), validation=[])
+        check_validation_set([], str(tmp_path / "new"))
+    assert check_validation_set([{"image": "v.nii.gz"}]) == 1
 
 
 class _Evaluator:

@@ -48,14 +48,12 @@ def atomic_save(obj, path: str) -> None:
 
 
 def check_run_folder(ckpt_dir: str, last_checkpoint: str, checkpoint_name: str = "model.pt", resume: bool = False,
-                     overwrite: bool = False, validation: list | None = None) -> str:
+                     overwrite: bool = False) -> str:
     """Stop before training when the run would destroy saved work or could not be scored.
 
     - ``resume``: ``last_checkpoint`` must exist.
     - neither ``resume`` nor ``overwrite``: ``<ckpt_dir>/<checkpoint_name>`` and ``last_checkpoint`` must not exist.
-    - ``validation`` (the validation datalist) must not be empty: the best model is chosen by its score.
-
-    Returns ``ckpt_dir``.
+    Returns ``ckpt_dir``. It reads nothing but the folder, so it runs before any data is made or loaded.
     """
     resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
     last = last_checkpoint
@@ -70,9 +68,15 @@ def check_run_folder(ckpt_dir: str, last_checkpoint: str, checkpoint_name: str =
             raise RunFolderError(
                 f"{existing[0]}: a trained model is there already; continue its run with --resume true, "
                 "train into a new --ckpt_dir, or replace it with --overwrite true")
-    if validation is not None and len(validation) == 0:
-        raise RunFolderError(f"{ckpt_dir}: the validation set is empty; the best model could not be chosen")
     return ckpt_dir
+
+
+def check_validation_set(items: list, ckpt_dir: str = "") -> int:
+    """Stop before training when there is no validation case: the best model is chosen by its score."""
+    if not items:
+        raise RunFolderError(f"{ckpt_dir or 'validation'}: the validation set is empty; the best model could not be "
+                             "chosen (give validation cases, or a datalist with a 'validation' list)")
+    return len(items)
 
 
 def _random_states(transform, seen: set | None = None) -> list[np.random.RandomState]:

@@ -44,7 +44,9 @@ def final_line(error: InputError) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
-    return lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}; first: {lines[1]}"
+    if len(lines) == 1:
+        return lines[0]
+    return lines[1] if len(lines) == 2 else f"{lines[0].rstrip(':')}; first: {lines[1]}"   # one case: its own line
 
 
 def install_error_hook(debug: bool = False) -> bool:
