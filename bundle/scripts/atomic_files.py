@@ -5,9 +5,12 @@ A run killed mid-write leaves the previous file (or none), never a truncated one
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
+
+from monai.data import NibabelWriter
 
 
 @contextlib.contextmanager
@@ -31,3 +34,14 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+class AtomicNibabelWriter(NibabelWriter):
+    """MONAI's ``NibabelWriter`` (``SaveImaged(writer=...)``) writing through :func:`atomic_output`: a killed run leaves
+    no truncated ``_seg.nii.gz`` whose header still loads."""
+
+    def write(self, filename, verbose: bool = False, **obj_kwargs):
+        with atomic_output(filename) as tmp:
+            super().write(tmp, verbose=False, **obj_kwargs)
+        if verbose:
+            logging.getLogger(__name__).info(f"writing: {filename}")

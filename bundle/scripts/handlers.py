@@ -29,6 +29,7 @@ from monai.data.utils import affine_to_spacing
 from monai.utils import IgniteInfo, min_version, optional_import, string_list_all_gather
 from monai.utils import ImageMetaKey as Key
 
+from scripts.atomic_files import atomic_output
 from scripts.metrics import METRIC_COLUMNS, case_metrics, case_name, summarise
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -185,8 +186,7 @@ class CaseMetricsCSV:
         if idist.get_world_size() > 1 and idist.get_rank() != self.save_rank:
             return None
         self.summary = summarise(rows)
-        os.makedirs(self.output_dir, exist_ok=True)
-        with open(self.path, "w", newline="") as f:
+        with atomic_output(self.path) as tmp, open(tmp, "w", newline="") as f:   # complete or absent
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for row in rows:

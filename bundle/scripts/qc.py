@@ -37,6 +37,7 @@ from skimage.color import label2rgb
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
+from scripts.atomic_files import atomic_output
 from scripts.metrics import case_name
 
 __all__ = ["qc_image", "save_qc_png", "save_qc_png_nifti", "SaveQCPngd", "QC_COLORS"]
@@ -181,8 +182,8 @@ def save_qc_png(
     Extra keyword arguments go to :func:`qc_image` (``alpha``, ``max_size``). Returns the path."""
     rgb = qc_image(image, mask, spacing=spacing, window=window, **kwargs)
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    skio.imsave(path, rgb, check_contrast=False)
+    with atomic_output(path) as tmp:   # a killed run leaves no truncated PNG
+        skio.imsave(tmp, rgb, check_contrast=False)
     return path
 
 

@@ -211,8 +211,10 @@ def test_train_task_refuses_code_in_a_request_and_runs_nothing(main, tmp_path):
     assert not list(tmp_path.iterdir()), "a request value ran as Python"
     assert StandInTrainTask.runs == []
     task({"max_epochs": "3", "device": "cpu", "patch_size": "64,64,32", "run_id": ""}, datastore=None)
+    # overwrite: a /train/ request is the explicit choice to replace the served model (the run-folder check of
+    # scripts/checkpoints.py stops every other run that would land on models/model.pt)
     assert StandInTrainTask.runs == [("run", {"train#trainer#max_epochs": 3, "device": "cpu", "patch_size": [64, 64, 32],
-                                              "pretrained": str(BUNDLE / "models" / "model.pt")})]
+                                              "pretrained": str(BUNDLE / "models" / "model.pt"), "overwrite": True})]
 
 
 def test_infer_task_refuses_code_in_the_device(main, tmp_path):

@@ -85,3 +85,44 @@ def test_a_case_that_crashes_after_the_checks_is_named():
     with pytest.raises(CaseFailed, match=r"^/data/ct_07\.nii\.gz: failed during inference: ValueError: "
                                          r"affine has a zero column$"):
         NameFailingCase()(_Engine({"image": image}), ValueError("affine has a zero column\nmore detail"))
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_inference(tmp_path):
+    from scripts.data.sources import check_output_dir
+
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("x")
+    with pytest.raises(CaseError, match=r"results\.txt/out: .*results\.txt is a file, not a folder"):
+        check_output_dir(str(blocker / "out"))
+    assert check_output_dir(str(tmp_path / "new" / "out")) == str(tmp_path / "new" / "out")
+    assert not (tmp_path / "new").exists()     # checked, not created
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_refused(tmp_path):
+    from scripts.data.sources import check_output_dir
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    with pytest.raises(CaseError, match="the output folder is not writable"):
+        check_output_dir(str(ro))
+
+
+def test_masks_pngs_and_csvs_are_written_atomically(tmp_path, monkeypatch):
+    """A writer that dies mid-file leaves neither a partial file nor a temporary one."""
+    from scripts.atomic_files import AtomicNibabelWriter, atomic_output
+
+    target = tmp_path / "ct_seg.nii.gz"
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"\x1f\x8b partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    writer = AtomicNibabelWriter(output_dtype=np.uint8)
+    writer.set_data_array(torch.ones(1, 4, 4, 4), channel_dim=0)
+    writer.set_metadata({"affine": np.eye(4), "original_affine": np.eye(4)}, resample=False)
+    writer.write(str(target))
+    assert [p.name for p in tmp_path.iterdir()] == ["ct_seg.nii.gz"]
+    assert nib.load(str(target)).shape == (4, 4, 4)

@@ -155,9 +155,31 @@ def inference_inputs(image: str | None = None, datalist: str | None = None, data
             raise CaseError(f"{folder}: no .nii/.nii.gz images or DICOM series found")
         cases = [{"image": str(p.resolve())} for p in images]
     _check_unique_output_names(cases)
+    if output_dir:
+        check_output_dir(output_dir)
     if output_dir and not as_bool(overwrite, "overwrite"):
         _check_no_earlier_outputs(cases, output_dir, f"_{output_postfix}{output_ext}")
     return cases
+
+
+def check_output_dir(output_dir: str) -> str:
+    """Before any inference: ``output_dir`` is a folder we can write in, or can be created (one-line CaseError)."""
+    import tempfile
+
+    from .validation import CaseError
+
+    path = os.path.abspath(str(output_dir))
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise CaseError(f"{output_dir}: {probe} is a file, not a folder; choose another --output_dir")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise CaseError(f"{output_dir}: the output folder is not writable ({e.strerror or e})") from None
+    return path
 
 
 def output_name(image: str) -> str:
