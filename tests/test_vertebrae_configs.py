@@ -1,6 +1,6 @@
 """The vertebra-instance configs, parsed as `monai.bundle run` would: mixins over train.yaml (networks, losses,
 distillation wiring, the run folder's best model with its sidecar, the step 2 sample pipeline), the inference
-components, and the sidecars of the shipped CPU-recipe weights."""
+components reading the weights' sidecars, and the sidecars of the shipped CPU-recipe weights."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,7 @@ from monai.handlers import ValidationHandler
 from scripts.checkpoints import BestModelSaver, LastCheckpoint, ResumeFromLast
 from scripts.instances.losses import BoundaryWeightedFPFNLoss, DistillationLoss, DistillationPair, FPWeightRamp
 from scripts.networks.serrador_unet3d import SerradorUNet3D, build_instance_network
-from scripts.weights_sidecar import build_network_from_sidecar, read_sidecar, write_sidecar
+from scripts.weights_sidecar import WeightsError, build_network_from_sidecar, read_sidecar, write_sidecar
 from tests.conftest import BUNDLE
 
 CFG = BUNDLE / "configs"
@@ -95,7 +95,9 @@ def test_distillation_without_a_teacher_names_the_missing_file(tmp_path):
     p = parsed(*DISTILL, ckpt_dir=str(tmp_path))
     with pytest.raises(RuntimeError) as err:                                   # monai.bundle wraps the cause
         p.get_parsed_content("network_def")
-    assert "teacher.pt: no 'teacher' weights; train them with configs/vertebrae_train.yaml" in str(err.value.__cause__)
+    assert isinstance(err.value.__cause__, WeightsError)
+    assert str(err.value.__cause__) == (f"{tmp_path / 'teacher.pt'}: weights file does not exist (train them with "
+                                        "configs/train.yaml + configs/vertebrae_train.yaml)")
 
 
 def test_step2_training_samples_have_ct_and_memory_channels():
@@ -116,16 +118,50 @@ def test_step2_training_samples_have_ct_and_memory_channels():
         assert s["label"].sum() > 0 and not (mem.bool() & s["label"][0].bool()).any()
 
 
-def test_inference_config_components(tmp_path):
-    torch.save(build_instance_network("heatmap").state_dict(), tmp_path / "heatmap.pt")
-    p = parsed("vertebrae_inference.yaml", QUICK, ckpt_dir=str(tmp_path))
+def test_inference_takes_network_geometry_and_walk_threshold_from_the_sidecars(tmp_path):
+    fake_weights(tmp_path / "heatmap.pt", "heatmap", task="vertebra_heatmap", patch_size=[32, 32, 64], threshold=0.2)
+    fake_weights(tmp_path / "student_kd_soft.pt", "student")
+    p = parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path), checkpoint_name="student_kd_soft.pt")
     inferer = p.get_parsed_content("inferer")
     assert inferer.patch == (48, 48, 48) and inferer.spacing == 2.0 and inferer.min_voxels == 125
-    assert p.get_parsed_content("ckpt_path") == str(tmp_path / "teacher.pt")
+    assert inferer.heatmap_shape == (32, 32, 64) and inferer.threshold == 0.2 and inferer.pad_value == -1.0
+    assert sum(x.numel() for x in p.get_parsed_content("network_def").parameters()) == 368_273
+    spacing = [t for t in p.get_parsed_content("preprocessing").transforms if type(t).__name__ == "Spacingd"][0]
+    assert spacing.spacing_transform.pixdim.tolist() == [2.0, 2.0, 2.0]
+    # the CPU recipe merged over inference only chooses the weights' folder; the sidecars still rule
+    quick = parsed("vertebrae_inference.yaml", QUICK, ckpt_dir=str(tmp_path), checkpoint_name="student_kd_soft.pt")
+    assert quick.get_parsed_content("inferer").heatmap_shape == (32, 32, 64)
+    assert parsed("vertebrae_inference.yaml", QUICK).get_parsed_content("ckpt_path") == str(SHIPPED / "teacher.pt")
+
+
+def test_inference_without_weights_or_with_mismatched_ones_stops_with_one_line(tmp_path):
     missing = parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path / "none"))
     with pytest.raises(RuntimeError) as err:
-        missing.get_parsed_content("inferer")
-    assert "heatmap.pt: no 'heatmap' weights" in str(err.value.__cause__)
+        missing.get_parsed_content("network_def")
+    assert str(err.value.__cause__) == (f"{tmp_path / 'none' / 'teacher.pt'}: weights file does not exist (train one, "
+                                        "or pass --ckpt_path)")
+    fake_weights(tmp_path / "teacher.pt", "teacher")
+    with pytest.raises(RuntimeError) as err:
+        parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path)).get_parsed_content("inferer")
+    assert str(err.value.__cause__).startswith(f"{tmp_path / 'heatmap.pt'}: weights file does not exist (train them")
+    fake_weights(tmp_path / "heatmap.pt", "heatmap", task="vertebra_heatmap", intensity={**WINDOW, "a_min": -1000.0})
+    with pytest.raises(RuntimeError) as err:
+        parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path)).get_parsed_content("inferer")
+    assert "heatmap.json: the heatmap's HU window" in str(err.value.__cause__)
+    with pytest.raises(RuntimeError) as err:                                    # the heatmap as step 2 weights
+        parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path), checkpoint_name="heatmap.pt").get_parsed_content(
+            "inferer")
+    assert "records task 'vertebra_heatmap', not 'vertebra_instance'" in str(err.value.__cause__)
+
+
+def test_evaluation_reads_the_step2_sidecar_over_the_recipe(tmp_path):
+    fake_weights(tmp_path / "teacher.pt", "teacher", spacing=[1.5, 1.5, 1.5])
+    fake_weights(tmp_path / "heatmap.pt", "heatmap", task="vertebra_heatmap")
+    p = parsed(*STEP2, QUICK, "vertebrae_evaluate.yaml", ckpt_dir=str(tmp_path))
+    assert p.get_parsed_content("spacing") == [1.5, 1.5, 1.5]                    # the weights', not the recipe's 2 mm
+    assert p.get_parsed_content("validate#inferer").spacing == 1.5
+    names = [type(t).__name__ for t in p.get_parsed_content("validate#preprocessing").transforms]
+    assert names == ["LoadImaged", "RemapLabelsd", "Orientationd", "Spacingd", "ScaleIntensityRanged", "EnsureTyped"]
 
 
 @pytest.mark.parametrize("name, files, overrides", [

@@ -1,6 +1,6 @@
 """Integration: the vertebra-instance inference and evaluation commands with the shipped CPU-recipe weights
 (models/vertebrae_cpu), and short step 1 / step 2 trainings into a temporary run folder (the CPU recipe on tiny
-phantoms: their best models and sidecars, the run-folder check, --resume true), as
+phantoms: their best models and sidecars, the run-folder check, --resume true, inference from what they wrote), as
 subprocesses from the repository root.
 
 The phantom used here (seed 4242, LPS, 0.8 x 0.8 x 2.5 mm, T8-L3) was never part of any training set (the shipped
@@ -28,7 +28,7 @@ def config_list(*names: str) -> str:
 
 
 CONFIGS = config_list("vertebrae_inference", "vertebrae_quick")
-EVAL = config_list("vertebrae_inference", "vertebrae_quick", "vertebrae_evaluate")
+EVAL = config_list("train", "vertebrae_train", "vertebrae_quick", "vertebrae_evaluate")
 STEP2 = config_list("train", "vertebrae_train", "vertebrae_quick")
 HEATMAP = config_list("train", "vertebrae_train", "vertebrae_heatmap", "vertebrae_quick")
 # tiny CPU-recipe runs: 5 small phantoms (4 train, 1 validation), 32^3 step 2 patches, a 16x16x32 heatmap
@@ -130,3 +130,16 @@ def test_a_vertebra_run_folder_is_never_overwritten_and_resumes(tiny_runs):
     last = torch.load(tiny_runs["models"] / "last_student.pt", weights_only=True)
     assert last["trainer"]["iteration"] == 3 * last["trainer"]["epoch_length"]
 
+
+def test_inference_reads_the_weights_a_training_wrote(tiny_runs):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "vertebrae_inference.yaml"))
+    parser.update({"bundle_root": str(BUNDLE), "device": "$torch.device('cpu')", "ckpt_dir": str(tiny_runs["models"]),
+                   "checkpoint_name": "student.pt"})
+    inferer = parser.get_parsed_content("inferer")          # loads heatmap.pt strictly into its sidecar's network
+    assert (inferer.patch, inferer.heatmap_shape, inferer.threshold, inferer.spacing) == \
+        ((32, 32, 32), (16, 16, 32), 0.15, 2.0)
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(tiny_runs["models"] / "student.pt", weights_only=True))   # strict
