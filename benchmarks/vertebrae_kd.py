@@ -1,10 +1,11 @@
 """Teacher vs students (scratch, distilled by soft outputs, distilled by logits), measured in one run.
 
-For every step 2 network it runs the bundle's own evaluation workflow
-(``vertebrae_inference.yaml`` + ``vertebrae_evaluate.yaml`` [+ the CPU recipe ``vertebrae_quick.yaml``]) on the
-held-out phantoms and on ../shared/data/real/verse014 (read in place through a datalist JSON written to a temporary
-folder), then prints one table: parameters, inference seconds per CT (heatmap + walk + naming, from the workflow's
-log), detection and identification rates and mean per-vertebra Dice.
+For every step 2 network it runs the bundle's own evaluation workflow (``train.yaml`` + ``vertebrae_train.yaml``
+[+ the CPU recipe ``vertebrae_quick.yaml``] + ``vertebrae_evaluate.yaml``; network, spacing and HU window from the
+weights' sidecars) on the held-out phantoms of the recipe's phantom set and on ../shared/data/real/verse014 (read in
+place through a datalist JSON written to a temporary folder), then prints one table: parameters, inference seconds
+per CT (heatmap + walk + naming, from the workflow's log), detection and identification rates and mean per-vertebra
+Dice.
 
     python benchmarks/vertebrae_kd.py [--quick true] [--shared ../shared] [--out eval/vertebrae_kd]
 """
@@ -24,7 +25,7 @@ import fire
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"
-MODELS = [  # (row name, network_name, ckpt_name)
+MODELS = [  # (row name, network_name, checkpoint name without .pt)
     ("teacher", "teacher", "teacher"),
     ("student (scratch)", "student", "student"),
     ("student KD soft (T=10)", "student", "student_kd_soft"),
@@ -33,11 +34,11 @@ MODELS = [  # (row name, network_name, ckpt_name)
 TIME_RE = re.compile(r"two-step inference: (\d+) vertebrae .* in ([0-9.]+) s")
 
 
-def _evaluate(ckpt_name: str, network_name: str, quick: bool, out: Path, datalist: str | None) -> dict:
-    configs = ["configs/vertebrae_inference.yaml"] + (["configs/vertebrae_quick.yaml"] if quick else []) \
-        + ["configs/vertebrae_evaluate.yaml"]
+def _evaluate(ckpt_name: str, quick: bool, out: Path, datalist: str | None) -> dict:
+    configs = ["configs/train.yaml", "configs/vertebrae_train.yaml"] \
+        + (["configs/vertebrae_quick.yaml"] if quick else []) + ["configs/vertebrae_evaluate.yaml"]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs), "--bundle_root", str(BUNDLE),
-           "--network_name", network_name, "--ckpt_name", ckpt_name, "--output_dir", str(out)]
+           "--checkpoint_name", f"{ckpt_name}.pt", "--output_dir", str(out)]
     if datalist:
         cmd += ["--datalist", datalist]
     proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
@@ -68,8 +69,8 @@ def main(quick: bool = True, shared: str = str(REPO.parent / "shared"), out: str
         t0 = time.time()
         for row, net, ckpt in MODELS:
             params = sum(p.numel() for p in build_instance_network(net).parameters())
-            ph = _evaluate(ckpt, net, quick, out_dir / ckpt / "phantoms", None)
-            ve = _evaluate(ckpt, net, quick, out_dir / ckpt / "verse014", str(dl)) if verse.is_dir() else None
+            ph = _evaluate(ckpt, quick, out_dir / ckpt / "phantoms", None)
+            ve = _evaluate(ckpt, quick, out_dir / ckpt / "verse014", str(dl)) if verse.is_dir() else None
             table.append((row, params, ph, ve))
             print(f"{row}: done ({time.time() - t0:.0f} s)", flush=True)
     head = ("| step 2 network | params | phantoms: s/CT | det | id | Dice | verse014: s/CT | det | id | Dice |\n"

@@ -1,17 +1,27 @@
-"""The vertebra-instance configs, parsed as `monai.bundle run` would: networks, losses, distillation wiring, the
-step 2 sample pipeline and the inference components."""
+"""The vertebra-instance configs, parsed as `monai.bundle run` would: mixins over train.yaml (networks, losses,
+distillation wiring, the run folder's best model with its sidecar, the step 2 sample pipeline), the inference
+components reading the weights' sidecars, and the sidecars of the shipped CPU-recipe weights."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from monai.handlers import ValidationHandler
 
+from scripts.checkpoints import BestModelSaver, LastCheckpoint, ResumeFromLast
 from scripts.instances.losses import BoundaryWeightedFPFNLoss, DistillationLoss, DistillationPair, FPWeightRamp
 from scripts.networks.serrador_unet3d import SerradorUNet3D, build_instance_network
+from scripts.weights_sidecar import WeightsError, build_network_from_sidecar, read_sidecar, write_sidecar
 from tests.conftest import BUNDLE
 
 CFG = BUNDLE / "configs"
+STEP2 = ("train.yaml", "vertebrae_train.yaml")                  # every vertebra training is a mixin over these
+HEATMAP = STEP2 + ("vertebrae_heatmap.yaml",)
+DISTILL = STEP2 + ("vertebrae_distill.yaml",)
+QUICK = "vertebrae_quick.yaml"
+SHIPPED = BUNDLE / "models" / "vertebrae_cpu"
+WINDOW = {"a_min": -1024.0, "a_max": 3071.0, "b_min": -1.0, "b_max": 1.0}
 
 
 def parsed(*files: str, **overrides) -> ConfigParser:
@@ -21,47 +31,80 @@ def parsed(*files: str, **overrides) -> ConfigParser:
     return parser
 
 
+def fake_weights(path, name: str, task: str = "vertebra_instance", **info) -> SerradorUNet3D:
+    """Untrained ``name`` weights at ``path`` with a CPU-recipe sidecar (``info`` overrides its fields)."""
+    net = build_instance_network(name)
+    torch.save(net.state_dict(), path)
+    write_sidecar(str(path), {"network": {"name": name, "out_channels": int(net.head.out_channels), "args": {}},
+                              "task": task, "spacing": [2.0, 2.0, 2.0], "patch_size": [48, 48, 48],
+                              "intensity": WINDOW, "threshold": 0.5, **info})
+    return net
+
+
 @pytest.mark.parametrize("name, params", [("teacher", 1_475_345), ("student", 368_273), ("student_thin", 369_609)])
 def test_step2_network_is_one_override_away(name, params):
-    p = parsed("vertebrae_train.yaml", network_name=name)
+    p = parsed(*STEP2, network_name=name)
     net = p.get_parsed_content("network_def")
     assert isinstance(net, SerradorUNet3D) and sum(x.numel() for x in net.parameters()) == params
     assert isinstance(p.get_parsed_content("loss"), BoundaryWeightedFPFNLoss)
-    assert p.get_parsed_content("ckpt_name") == name
-    assert any(isinstance(h, FPWeightRamp) for h in p.get_parsed_content("train#handlers"))
+    assert p.get_parsed_content("checkpoint_name") == f"{name}.pt"
+    assert p.get_parsed_content("last_checkpoint") == str(BUNDLE / "models" / "vertebrae" / f"last_{name}.pt")
+    handlers = [type(h) for h in p.get_parsed_content("train#handlers")]    # train.yaml's run folder, no LR steps
+    assert handlers[:4] == [ResumeFromLast, FPWeightRamp, ValidationHandler, LastCheckpoint]
+    saver = p.get_parsed_content("validate#best_model")
+    assert isinstance(saver, BestModelSaver) and saver.metric_name == "val_dice"
+    assert saver.network is p.get_parsed_content("network")
+    assert saver.path == str(BUNDLE / "models" / "vertebrae" / f"{name}.pt")
+    assert saver.sidecar == {"network": {"name": name, "out_channels": 1, "args": {}}, "task": "vertebra_instance",
+                             "spacing": [1.0, 1.0, 1.0], "patch_size": [128, 128, 128], "intensity": WINDOW,
+                             "threshold": 0.5, "training_record": ""}
+
+
+def test_heatmap_mixin_records_its_grid_and_walk_threshold():
+    p = parsed(*HEATMAP)
+    net = p.get_parsed_content("network_def")
+    assert sum(x.numel() for x in net.parameters()) == 88_842
+    saver = p.get_parsed_content("validate#best_model")
+    assert saver.metric_name == "val_heat_dice" and saver.path.endswith("/models/vertebrae/heatmap.pt")
+    assert saver.sidecar["network"] == {"name": "heatmap", "out_channels": 2, "args": {}}
+    assert (saver.sidecar["task"], saver.sidecar["patch_size"], saver.sidecar["threshold"]) == \
+        ("vertebra_heatmap", [64, 64, 128], 0.3)
+    assert saver.sidecar["intensity"] == WINDOW and saver.sidecar["spacing"] == [1.0, 1.0, 1.0]   # step 2's
+    assert not any(isinstance(h, FPWeightRamp) for h in p.get_parsed_content("train#handlers"))
 
 
 @pytest.mark.parametrize("mode", ["soft", "logits"])
 def test_distillation_mixin_wires_a_frozen_teacher_and_saves_the_student(tmp_path, mode):
-    teacher = build_instance_network("teacher")
-    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
-    p = parsed("vertebrae_train.yaml", "vertebrae_distill.yaml", ckpt_dir=str(tmp_path), kd_mode=mode,
-               kd_temperature=4.0, kd_alpha=0.3)
+    teacher = fake_weights(tmp_path / "teacher.pt", "teacher")
+    p = parsed(*DISTILL, ckpt_dir=str(tmp_path), kd_mode=mode, kd_temperature=4.0, kd_alpha=0.3)
     pair = p.get_parsed_content("network_def")
     assert isinstance(pair, DistillationPair)
     assert torch.equal(pair.teacher.head.weight, teacher.head.weight)            # the saved teacher, loaded
     assert not any(x.requires_grad for x in pair.teacher.parameters())
     loss = p.get_parsed_content("loss")
     assert isinstance(loss, DistillationLoss) and (loss.mode, loss.temperature, loss.alpha) == (mode, 4.0, 0.3)
-    assert p.get_parsed_content("ckpt_name") == f"student_kd_{mode}"
-    saver = p.get_parsed_content("validate#handlers")[-1]
-    assert saver.save_dict["model"] is p.get_parsed_content("student")            # the checkpoint is the student's
+    assert p.get_parsed_content("checkpoint_name") == f"student_kd_{mode}.pt"
+    saver = p.get_parsed_content("validate#best_model")
+    assert saver.network is p.get_parsed_content("student")                     # the best model is the student's
+    assert saver.sidecar["network"] == {"name": "student", "out_channels": 1, "args": {}}
     opt = p.get_parsed_content("optimizer")
     assert sum(x.numel() for g in opt.param_groups for x in g["params"]) == 368_273  # only the student learns
 
 
 def test_distillation_without_a_teacher_names_the_missing_file(tmp_path):
-    p = parsed("vertebrae_train.yaml", "vertebrae_distill.yaml", ckpt_dir=str(tmp_path))
+    p = parsed(*DISTILL, ckpt_dir=str(tmp_path))
     with pytest.raises(RuntimeError) as err:                                   # monai.bundle wraps the cause
         p.get_parsed_content("network_def")
-    assert "teacher.pt: no 'teacher' weights; train them with configs/vertebrae_train.yaml" in str(err.value.__cause__)
+    assert isinstance(err.value.__cause__, WeightsError)
+    assert str(err.value.__cause__) == (f"{tmp_path / 'teacher.pt'}: weights file does not exist (train them with "
+                                        "configs/train.yaml + configs/vertebrae_train.yaml)")
 
 
 def test_step2_training_samples_have_ct_and_memory_channels():
     from scripts.data.phantom import generate_case
 
     case = generate_case(5, spacing=(2.0, 2.0, 2.0), orientation="RAS", levels=(16, 21), size_scale=0.6)
-    p = parsed("vertebrae_train.yaml", "vertebrae_quick.yaml")
+    p = parsed(*STEP2, QUICK)
     random_part = p.get_parsed_content("train#random_transforms")
     from monai.transforms import Compose
 
@@ -75,13 +118,77 @@ def test_step2_training_samples_have_ct_and_memory_channels():
         assert s["label"].sum() > 0 and not (mem.bool() & s["label"][0].bool()).any()
 
 
-def test_inference_config_components(tmp_path):
-    torch.save(build_instance_network("heatmap").state_dict(), tmp_path / "heatmap.pt")
-    p = parsed("vertebrae_inference.yaml", "vertebrae_quick.yaml", ckpt_dir=str(tmp_path))
+def test_inference_takes_network_geometry_and_walk_threshold_from_the_sidecars(tmp_path):
+    fake_weights(tmp_path / "heatmap.pt", "heatmap", task="vertebra_heatmap", patch_size=[32, 32, 64], threshold=0.2)
+    fake_weights(tmp_path / "student_kd_soft.pt", "student")
+    p = parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path), checkpoint_name="student_kd_soft.pt")
     inferer = p.get_parsed_content("inferer")
     assert inferer.patch == (48, 48, 48) and inferer.spacing == 2.0 and inferer.min_voxels == 125
-    assert p.get_parsed_content("ckpt_path") == str(tmp_path / "teacher.pt")
+    assert inferer.heatmap_shape == (32, 32, 64) and inferer.threshold == 0.2 and inferer.pad_value == -1.0
+    assert sum(x.numel() for x in p.get_parsed_content("network_def").parameters()) == 368_273
+    spacing = [t for t in p.get_parsed_content("preprocessing").transforms if type(t).__name__ == "Spacingd"][0]
+    assert spacing.spacing_transform.pixdim.tolist() == [2.0, 2.0, 2.0]
+    # the CPU recipe merged over inference only chooses the weights' folder; the sidecars still rule
+    quick = parsed("vertebrae_inference.yaml", QUICK, ckpt_dir=str(tmp_path), checkpoint_name="student_kd_soft.pt")
+    assert quick.get_parsed_content("inferer").heatmap_shape == (32, 32, 64)
+    assert parsed("vertebrae_inference.yaml", QUICK).get_parsed_content("ckpt_path") == str(SHIPPED / "teacher.pt")
+
+
+def test_inference_without_weights_or_with_mismatched_ones_stops_with_one_line(tmp_path):
     missing = parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path / "none"))
     with pytest.raises(RuntimeError) as err:
-        missing.get_parsed_content("inferer")
-    assert "heatmap.pt: no 'heatmap' weights" in str(err.value.__cause__)
+        missing.get_parsed_content("network_def")
+    assert str(err.value.__cause__) == (f"{tmp_path / 'none' / 'teacher.pt'}: weights file does not exist (train one, "
+                                        "or pass --ckpt_path)")
+    fake_weights(tmp_path / "teacher.pt", "teacher")
+    with pytest.raises(RuntimeError) as err:
+        parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path)).get_parsed_content("inferer")
+    assert str(err.value.__cause__).startswith(f"{tmp_path / 'heatmap.pt'}: weights file does not exist (train them")
+    fake_weights(tmp_path / "heatmap.pt", "heatmap", task="vertebra_heatmap", intensity={**WINDOW, "a_min": -1000.0})
+    with pytest.raises(RuntimeError) as err:
+        parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path)).get_parsed_content("inferer")
+    assert "heatmap.json: the heatmap's HU window" in str(err.value.__cause__)
+    with pytest.raises(RuntimeError) as err:                                    # the heatmap as step 2 weights
+        parsed("vertebrae_inference.yaml", ckpt_dir=str(tmp_path), checkpoint_name="heatmap.pt").get_parsed_content(
+            "inferer")
+    assert "records task 'vertebra_heatmap', not 'vertebra_instance'" in str(err.value.__cause__)
+
+
+def test_evaluation_reads_the_step2_sidecar_over_the_recipe(tmp_path):
+    fake_weights(tmp_path / "teacher.pt", "teacher", spacing=[1.5, 1.5, 1.5])
+    fake_weights(tmp_path / "heatmap.pt", "heatmap", task="vertebra_heatmap")
+    p = parsed(*STEP2, QUICK, "vertebrae_evaluate.yaml", ckpt_dir=str(tmp_path))
+    assert p.get_parsed_content("spacing") == [1.5, 1.5, 1.5]                    # the weights', not the recipe's 2 mm
+    assert p.get_parsed_content("validate#inferer").spacing == 1.5
+    names = [type(t).__name__ for t in p.get_parsed_content("validate#preprocessing").transforms]
+    assert names == ["LoadImaged", "RemapLabelsd", "Orientationd", "Spacingd", "ScaleIntensityRanged", "EnsureTyped"]
+
+
+@pytest.mark.parametrize("name, files, overrides", [
+    ("heatmap", HEATMAP + (QUICK,), {}),
+    ("teacher", STEP2 + (QUICK,), {"network_name": "teacher"}),
+    ("student", STEP2 + (QUICK,), {"network_name": "student"}),
+    ("student_kd_soft", DISTILL + (QUICK,), {"kd_mode": "soft"}),
+    ("student_kd_logits", DISTILL + (QUICK,), {"kd_mode": "logits"}),
+])
+def test_shipped_weights_have_the_sidecar_of_the_recipe_that_trained_them(name, files, overrides):
+    weights = SHIPPED / f"{name}.pt"
+    info = read_sidecar(str(weights))
+    net = build_network_from_sidecar(info)
+    net.load_state_dict(torch.load(weights, weights_only=True), strict=True)  # the sidecar names the right network
+    with torch.no_grad():                                                      # and its grid fits it
+        out = net.eval()(torch.zeros(1, 1 if name == "heatmap" else 2, *info["patch_size"]))
+    assert out.shape == (1, info["network"]["out_channels"], *info["patch_size"])
+    p = parsed(*files, **overrides)       # what the documented CPU-recipe command records for these weights
+    assert p.get_parsed_content("checkpoint_name") == weights.name
+    recorded = {k: v for k, v in p.get_parsed_content("weights_sidecar").items() if k != "training_record"}
+    assert {k: info[k] for k in recorded} == recorded
+    assert info["validation"]["metric"] == p.get_parsed_content("validate#best_model").metric_name
+
+
+def test_shipped_sidecars_tell_the_students_from_the_teacher():
+    for name in ("student", "student_kd_soft"):
+        with pytest.raises(RuntimeError, match="size mismatch|Missing key|Unexpected key"):
+            build_instance_network("teacher").load_state_dict(torch.load(SHIPPED / f"{name}.pt", weights_only=True))
+    with pytest.raises(RuntimeError, match="size mismatch|Missing key|Unexpected key"):   # the thin one differs too
+        build_instance_network("student_thin").load_state_dict(torch.load(SHIPPED / "student.pt", weights_only=True))

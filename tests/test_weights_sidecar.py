@@ -36,7 +36,8 @@ def test_sidecar_round_trip_and_one_line_errors(tmp_path):
         read_sidecar(str(weights))
 
 
-@pytest.mark.parametrize("weights", ["model.pt", "coarse.pt"])
+@pytest.mark.parametrize("weights", ["model.pt", "coarse.pt"] + [f"vertebrae_cpu/{name}.pt" for name in (
+    "heatmap", "teacher", "student", "student_kd_soft", "student_kd_logits")])
 def test_every_shipped_weight_file_has_a_sidecar_that_fits_it(weights):
     path = BUNDLE / "models" / weights
     net = build_network_from_sidecar(read_sidecar(str(path)))

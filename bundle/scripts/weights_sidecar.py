@@ -6,9 +6,11 @@
 voxel spacing, the patch and the HU window at inference are the ones the weights learned with, and are written
 nowhere else. Fields:
 
-- ``network``: ``{"name", "out_channels", "args"}`` for :func:`scripts.networks.build_network`;
-- ``task`` (binary | vertebrae), ``spacing`` (mm), ``patch_size`` (voxels), ``intensity`` (the
-  ``ScaleIntensityRange`` window: ``a_min``, ``a_max``, ``b_min``, ``b_max``), ``threshold`` (binary probability);
+- ``network``: ``{"name", "out_channels", "args"}`` for :func:`scripts.networks.build_network`, or for
+  :func:`scripts.networks.serrador_unet3d.build_instance_network` when the name is a vertebra-instance preset;
+- ``task`` (binary | vertebrae | vertebra_instance | vertebra_heatmap), ``spacing`` (mm), ``patch_size`` (voxels; the
+  heatmap network's whole input grid), ``intensity`` (the ``ScaleIntensityRange`` window: ``a_min``, ``a_max``,
+  ``b_min``, ``b_max``), ``threshold`` (the probability the output is cut at; the heatmap's walk threshold);
 - ``validation``: the score that selected the weights (``metric``, ``value``, ``epoch``), and ``training_record``:
   where the run is described (empty if nowhere).
 """
@@ -56,8 +58,10 @@ def write_sidecar(weights: str, info: Mapping) -> str:
     return path
 
 
-def read_sidecar(weights: str, required: bool = True) -> dict | None:
-    """The sidecar of ``weights``; a one-line :class:`WeightsError` if the weights or their sidecar are missing.
+def read_sidecar(weights: str, required: bool = True, task: str | None = None,
+                 hint: str = "train one, or pass --ckpt_path") -> dict | None:
+    """The sidecar of ``weights``; a one-line :class:`WeightsError` if the weights or their sidecar are missing, or
+    if ``task`` is given and the sidecar records another one. ``hint`` ends the missing-weights line.
 
     With ``required`` false, missing weights give ``None`` (the coarse model: the fast path then falls back to the
     whole volume); weights without a sidecar are an error either way.
@@ -69,7 +73,7 @@ def read_sidecar(weights: str, required: bool = True) -> dict | None:
     if not os.path.isfile(weights) and not as_bool(required, "required"):
         return None
     if not os.path.isfile(weights):
-        raise WeightsError(f"{weights}: weights file does not exist (train one, or pass --ckpt_path)")
+        raise WeightsError(f"{weights}: weights file does not exist ({hint})")
     path = sidecar_path(weights)
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no sidecar for {os.path.basename(weights)}; the weights cannot be used without "
@@ -82,6 +86,8 @@ def read_sidecar(weights: str, required: bool = True) -> dict | None:
     missing = [k for k in REQUIRED if k not in info]
     if missing:
         raise WeightsError(f"{path}: the weights' sidecar lacks {', '.join(missing)}")
+    if task is not None and info["task"] != task:
+        raise WeightsError(f"{path}: these weights are for task '{info['task']}', not '{task}'")
     return info
 
 
@@ -89,10 +95,13 @@ def build_network_from_sidecar(info: Mapping | None, patch_size=None, channels_l
     """The untrained network the sidecar describes (weights are loaded by the workflow's ``CheckpointLoader``);
     ``None`` for no sidecar."""
     from .networks import build_network
+    from .networks.serrador_unet3d import INSTANCE_NETWORKS, build_instance_network
 
     if info is None:
         return None
     net = info["network"]
+    if net["name"] in INSTANCE_NETWORKS:   # the vertebra-instance presets (channels-last by themselves)
+        return build_instance_network(net["name"], out_channels=int(net["out_channels"]), **dict(net.get("args") or {}))
     return build_network(net["name"], out_channels=int(net["out_channels"]),
                          patch_size=patch_size if patch_size is not None else info["patch_size"],
                          channels_last=channels_last, **dict(net.get("args") or {}))

@@ -1,10 +1,11 @@
 """The two-step vertebra-instance inference as MONAI components, for ``configs/vertebrae_inference.yaml``.
 
 * :class:`TwoStepInferer` - a MONAI ``Inferer``: the evaluator's ``network`` is the step 2 segmenter; the step 1
-  heatmap network is loaded by the inferer from its own checkpoint. It resizes the preprocessed CT to 64x64x128,
-  predicts the spine heatmap, resizes it back, walks the spine (:func:`scripts.instances.walk.walk_spine`), names
-  the vertebrae (:func:`scripts.instances.naming.assign_levels`) and returns a (B, 1, X, Y, Z) map of VerSe ids.
-  Geometry parameters are in mm, so the same weights run at the paper's 1 mm or at the CPU recipe's 2 mm.
+  heatmap network is loaded by the inferer from its own checkpoint. It resizes the preprocessed CT to the heatmap
+  network's grid, predicts the spine heatmap, resizes it back, walks the spine
+  (:func:`scripts.instances.walk.walk_spine`), names the vertebrae (:func:`scripts.instances.naming.assign_levels`)
+  and returns a (B, 1, X, Y, Z) map of VerSe ids. The geometry (spacing, patch, HU window, heatmap grid, walk
+  threshold) is the weights' own, from their sidecars (:mod:`scripts.weights_sidecar`); the walk's settings are in mm.
 * :class:`SaveVertebraTabled` - writes ``<name>_vertebrae.csv`` beside the NIfTI: id, name, voxel count, volume
   and centroid in world mm (from the output's affine, i.e. on the input's grid).
 * :class:`VertebraMetricsCSV` - evaluation handler: per-vertebra Dice / Hausdorff, detection and identification.
@@ -15,7 +16,7 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
@@ -27,31 +28,40 @@ from monai.transforms import MapTransform
 from monai.utils import ImageMetaKey as Key
 
 from ..metrics import case_name
-from ..networks.serrador_unet3d import build_instance_network
+from ..weights_sidecar import build_network_from_sidecar, read_sidecar, sidecar_path
 from .evaluation import summarise_vertebrae, vertebra_metrics, write_vertebra_csv
-from .heatmap import HEATMAP_SHAPE
 from .levels import LEVEL_NAME
 from .levels import name as level_name
 from .naming import assign_levels, load_level_model, rib_flags
 from .walk import walk_spine
 
-__all__ = ["TwoStepInferer", "SaveVertebraTabled", "VertebraMetricsCSV", "hu_to_unit", "load_network"]
+__all__ = ["TwoStepInferer", "SaveVertebraTabled", "VertebraMetricsCSV", "hu_to_unit", "load_network",
+           "INSTANCE_TASK", "HEATMAP_TASK"]
 
 logger = logging.getLogger(__name__)
 
+#: The ``task`` the vertebra workflows record in their weights' sidecars (configs/vertebrae_train.yaml, _heatmap.yaml).
+INSTANCE_TASK = "vertebra_instance"
+HEATMAP_TASK = "vertebra_heatmap"
+_STEP2_CONFIGS = "configs/train.yaml + configs/vertebrae_train.yaml"
+_TRAIN_HINT = {INSTANCE_TASK: f"train them with {_STEP2_CONFIGS}",
+               HEATMAP_TASK: f"train them with {_STEP2_CONFIGS} + configs/vertebrae_heatmap.yaml"}
 
-def hu_to_unit(hu: float, a_min: float = -1024.0, a_max: float = 3071.0) -> float:
-    """A HU value in the [-1, 1] scale of the method's normalisation."""
-    return (float(hu) - a_min) / (a_max - a_min) * 2.0 - 1.0
+
+def hu_to_unit(hu: float, intensity: Mapping) -> float:
+    """A HU value on the network's scale: the ``ScaleIntensityRange`` window ``intensity`` (a_min, a_max -> b_min,
+    b_max) of the weights' sidecar."""
+    a_min, a_max = float(intensity["a_min"]), float(intensity["a_max"])
+    b_min, b_max = float(intensity["b_min"]), float(intensity["b_max"])
+    return (float(hu) - a_min) / (a_max - a_min) * (b_max - b_min) + b_min
 
 
-def load_network(name: str, path: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A vertebra network (``teacher``, ``student``, ``student_thin``, ``heatmap``) with its weights, in eval mode."""
-    if not os.path.isfile(str(path)):
-        hint = "configs/vertebrae_heatmap.yaml" if name == "heatmap" else "configs/vertebrae_train.yaml"
-        raise FileNotFoundError(f"{path}: no '{name}' weights; train them with {hint}")
-    net = build_instance_network(name)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+def load_network(path: str, task: str = INSTANCE_TASK, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The vertebra network a weight file's sidecar describes, with those weights (strict), in eval mode; a one-line
+    :class:`scripts.weights_sidecar.WeightsError` when the file, its sidecar or the right ``task`` is missing."""
+    info = read_sidecar(str(path), task=task, hint=_TRAIN_HINT.get(task, "train them"))
+    net = build_network_from_sidecar(info)
+    net.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))
     return net.to(device).eval()
 
 
@@ -59,32 +69,44 @@ class TwoStepInferer(Inferer):
     """Step 1 heatmap + step 2 walk + naming; see the module docstring.
 
     Args:
-        heatmap_ckpt: state_dict of the step 1 network (``heatmap`` preset). Missing -> FileNotFoundError.
-        spacing: mm per voxel of the preprocessed CT (isotropic).
-        patch_mm: edge of the step 2 patch in mm (128 at 1 mm in the paper).
-        threshold, max_delta_mm, max_iterations, max_vertebrae, min_volume_mm3: the walk's settings.
+        heatmap_ckpt: state_dict of the step 1 network, with its sidecar (task ``vertebra_heatmap``): the network,
+            its input grid (``patch_size``), the walk threshold and the HU window. Missing -> one-line WeightsError.
+        info: the sidecar of the step 2 weights (task ``vertebra_instance``): the (isotropic) spacing of the
+            preprocessed CT, the step 2 patch and the HU window. The heatmap's window must be the same (both
+            networks see one preprocessed CT).
+        threshold: the walk's heat threshold; ``None`` takes the heatmap sidecar's.
+        max_delta_mm, max_iterations, max_vertebrae, min_volume_mm3: the walk's other settings.
         level_model: JSON path of a fitted naming model, '' = the default one.
         bone_hu: the bone threshold of the rib cue, in HU.
         name_levels: False numbers the vertebrae 1..n in detection order instead of naming them.
-        heatmap_shape: the step 1 network's input grid (64x64x128 in the paper).
     """
 
-    def __init__(self, heatmap_ckpt: str, spacing: float = 1.0, patch_mm: float = 128.0, threshold: float = 0.3,
-                 max_delta_mm: float = 2.0, max_iterations: int = 20, max_vertebrae: int = 26,
-                 min_volume_mm3: float = 1000.0, level_model: str = "", bone_hu: float = 200.0,
-                 name_levels: bool = True, heatmap_shape: Sequence[int] = HEATMAP_SHAPE,
+    def __init__(self, heatmap_ckpt: str, info: Mapping, threshold: float | None = None, max_delta_mm: float = 2.0,
+                 max_iterations: int = 20, max_vertebrae: int = 26, min_volume_mm3: float = 1000.0,
+                 level_model: str = "", bone_hu: float = 200.0, name_levels: bool = True,
                  device: str | torch.device = "cpu") -> None:
         super().__init__()
-        self.heatmap_net = load_network("heatmap", heatmap_ckpt, device)
-        self.heatmap_shape = tuple(int(v) for v in heatmap_shape)
-        self.spacing = float(spacing)
-        patch = int(round(patch_mm / self.spacing))
-        self.patch = (patch // 8 * 8,) * 3
-        self.threshold, self.max_iterations, self.max_vertebrae = float(threshold), int(max_iterations), int(max_vertebrae)
+        if info.get("task") != INSTANCE_TASK:
+            raise ValueError(f"the step 2 weights' sidecar records task '{info.get('task')}', not '{INSTANCE_TASK}'")
+        heat_info = read_sidecar(str(heatmap_ckpt), task=HEATMAP_TASK, hint=_TRAIN_HINT[HEATMAP_TASK])
+        intensity = {k: float(info["intensity"][k]) for k in ("a_min", "a_max", "b_min", "b_max")}
+        if {k: float(heat_info["intensity"][k]) for k in intensity} != intensity:
+            raise ValueError(f"{sidecar_path(heatmap_ckpt)}: the heatmap's HU window {heat_info['intensity']} is not "
+                             f"the step 2 weights' {info['intensity']}; both networks read one preprocessed CT")
+        spacing = sorted({float(s) for s in info["spacing"]})
+        if len(spacing) != 1:
+            raise ValueError(f"the two-step walk needs isotropic step 2 weights, their spacing is {info['spacing']}")
+        self.heatmap_net = load_network(heatmap_ckpt, HEATMAP_TASK, device)
+        self.heatmap_shape = tuple(int(v) for v in heat_info["patch_size"])
+        self.spacing = spacing[0]
+        self.patch = tuple(int(v) for v in info["patch_size"])
+        self.threshold = float(heat_info["threshold"] if threshold is None else threshold)
+        self.max_iterations, self.max_vertebrae = int(max_iterations), int(max_vertebrae)
         self.max_delta = float(max_delta_mm) / self.spacing
         self.min_voxels = int(round(float(min_volume_mm3) / self.spacing**3))
         self.level_model = load_level_model(level_model or None)
-        self.bone = hu_to_unit(bone_hu)
+        self.bone = hu_to_unit(bone_hu, intensity)
+        self.pad_value = intensity["b_min"]   # air, outside the scan
         self.name_levels = bool(name_levels)
 
     @torch.inference_mode()
@@ -108,7 +130,7 @@ class TwoStepInferer(Inferer):
                 return (torch.sigmoid(network(x)) > 0.5)[0, 0].cpu()
 
             res = walk_spine(ct, self.heatmap(ct), segment, self.patch, self.threshold, self.max_delta,
-                             self.max_iterations, self.max_vertebrae, self.min_voxels)
+                             self.max_iterations, self.max_vertebrae, self.min_voxels, self.pad_value)
             inst = res.instances
             ids = list(range(1, len(res.records) + 1))
             if self.name_levels and res.records:

@@ -12,8 +12,8 @@ vertebra ``r`` present in it:
   scale with other patch sizes (half and a quarter of the patch);
 * ``r`` is drawn among the vertebrae of the scan with probability proportional to ``level_weights`` (the paper's
   max_count / count(r) oversampling of rare levels; uniform when not given);
-* outside the scan the image is padded with ``pad_value`` (-1 = air after [-1024, 3071] -> [-1, 1]) and the masks
-  with 0.
+* outside the scan the image is padded with ``pad_value`` (air: configs/vertebrae_train.yaml passes the HU
+  window's ``b_min``) and the masks with 0.
 
 Arrays are RAS (x, y, z) at 1 mm with z running head-wards, so "top" means the largest z; the paper's (P, R, I)
 orientation is the same up to an axis permutation and flip.

@@ -99,14 +99,19 @@ def serrador_heatmap(in_channels: int = 1, out_channels: int = 2) -> SerradorUNe
 #: Names the vertebra-instance configs use (``network_name``).
 INSTANCE_NETWORKS = {
     "teacher": serrador_teacher,
-    "student": lambda: serrador_student("shallow"),
-    "student_thin": lambda: serrador_student("thin"),
+    "student": lambda **kw: serrador_student("shallow", **kw),
+    "student_thin": lambda **kw: serrador_student("thin", **kw),
     "heatmap": serrador_heatmap,
 }
 
 
-def build_instance_network(name: str = "teacher") -> SerradorUNet3D:
-    """``teacher`` | ``student`` (shallow, the default student) | ``student_thin`` | ``heatmap``."""
+def build_instance_network(name: str = "teacher", out_channels: int | None = None, **kwargs) -> SerradorUNet3D:
+    """``teacher`` | ``student`` (shallow, the default student) | ``student_thin`` | ``heatmap``.
+
+    ``out_channels`` and ``kwargs`` (``in_channels``) override the preset's own, as a weights' sidecar records them
+    (:func:`scripts.weights_sidecar.build_network_from_sidecar`); ``None`` keeps the preset's."""
     if name not in INSTANCE_NETWORKS:
         raise ValueError(f"unknown vertebra network '{name}': choose one of {', '.join(INSTANCE_NETWORKS)}")
-    return INSTANCE_NETWORKS[name]()
+    if out_channels is not None:
+        kwargs["out_channels"] = int(out_channels)
+    return INSTANCE_NETWORKS[name](**kwargs)
