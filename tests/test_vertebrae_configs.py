@@ -52,7 +52,7 @@ def test_step2_network_is_one_override_away(name, params):
     handlers = [type(h) for h in p.get_parsed_content("train#handlers")]    # train.yaml's run folder, no LR steps
     assert handlers[:4] == [ResumeFromLast, FPWeightRamp, ValidationHandler, LastCheckpoint]
     saver = p.get_parsed_content("validate#best_model")
-    assert isinstance(saver, BestModelSaver) and saver.metric_name == "val_dice"
+    assert isinstance(saver, BestModelSaver) and saver.tracker.metric_name == "val_dice"
     assert saver.network is p.get_parsed_content("network")
     assert saver.path == str(BUNDLE / "models" / "vertebrae" / f"{name}.pt")
     assert saver.sidecar == {"network": {"name": name, "out_channels": 1, "args": {}}, "task": "vertebra_instance",
@@ -65,7 +65,7 @@ def test_heatmap_mixin_records_its_grid_and_walk_threshold():
     net = p.get_parsed_content("network_def")
     assert sum(x.numel() for x in net.parameters()) == 88_842
     saver = p.get_parsed_content("validate#best_model")
-    assert saver.metric_name == "val_heat_dice" and saver.path.endswith("/models/vertebrae/heatmap.pt")
+    assert saver.tracker.metric_name == "val_heat_dice" and saver.path.endswith("/models/vertebrae/heatmap.pt")
     assert saver.sidecar["network"] == {"name": "heatmap", "out_channels": 2, "args": {}}
     assert (saver.sidecar["task"], saver.sidecar["patch_size"], saver.sidecar["threshold"]) == \
         ("vertebra_heatmap", [64, 64, 128], 0.3)
@@ -183,7 +183,7 @@ def test_shipped_weights_have_the_sidecar_of_the_recipe_that_trained_them(name, 
     assert p.get_parsed_content("checkpoint_name") == weights.name
     recorded = {k: v for k, v in p.get_parsed_content("weights_sidecar").items() if k != "training_record"}
     assert {k: info[k] for k in recorded} == recorded
-    assert info["validation"]["metric"] == p.get_parsed_content("validate#best_model").metric_name
+    assert info["validation"]["metric"] == p.get_parsed_content("validate#best_model").tracker.metric_name
 
 
 def test_shipped_sidecars_tell_the_students_from_the_teacher():
