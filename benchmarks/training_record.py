@@ -6,7 +6,7 @@ A run folder (e.g. ``training_runs/phantom_synthesis_2mm``) holds ``command.sh``
 the evaluator logged for each completed epoch; data caching, and an epoch cut short by a stop (at most one per
 stop, repeated after the resume), are not counted.
 
-    python benchmarks/training_record.py make training_runs/phantom_synthesis_2mm --draws_per_epoch 100 \\
+    python benchmarks/training_record.py make training_runs/phantom_synthesis_2mm --steps_per_epoch 100 \\
         [--out training_runs/phantom_synthesis_2mm/record.json]
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _seconds(h: str, m: str, s: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def parse_log(text: str, draws_per_epoch: int) -> dict:
+def parse_log(text: str, steps_per_epoch: int) -> dict:
     """Curve, hours and segments from the text of ``train.log`` (progress-bar carriage returns allowed)."""
     curve: dict[int, dict] = {}
     seconds, segments, lr = 0.0, [], None
@@ -45,7 +45,7 @@ def parse_log(text: str, draws_per_epoch: int) -> dict:
             lr = float(m.group(1))
         elif m := _VAL.search(line):
             epoch = int(m.group(2))
-            curve[epoch] = {"epoch": epoch, "step": epoch * int(draws_per_epoch), "val_dice": float(m.group(3)),
+            curve[epoch] = {"epoch": epoch, "step": epoch * int(steps_per_epoch), "val_dice": float(m.group(3)),
                             "time": m.group(1).split(",")[0], "lr": lr}   # lr: printed after the previous epoch
     points = [curve[e] for e in sorted(curve)]
     for p in points:
@@ -56,15 +56,15 @@ def parse_log(text: str, draws_per_epoch: int) -> dict:
             "best": {k: best[k] for k in ("epoch", "step", "val_dice")} if best else None, "val_curve": points}
 
 
-def make(run_dir: str, draws_per_epoch: int = 100, out: str | None = None, **extra) -> dict:
+def make(run_dir: str, steps_per_epoch: int = 100, out: str | None = None, **extra) -> dict:
     """Write ``<run_dir>/record.json`` (or ``out``) from ``<run_dir>/train.log``; ``extra`` keys are added."""
     run = Path(run_dir)
     log = run / "train.log"
     if not log.is_file():
         raise SystemExit(f"{log}: no training log")
     record = {"run": run.name, "command": (run / "command.sh").read_text() if (run / "command.sh").is_file() else "",
-              "draws_per_epoch": int(draws_per_epoch), **extra,
-              **parse_log(log.read_text(errors="replace"), int(draws_per_epoch))}
+              "steps_per_epoch": int(steps_per_epoch), **extra,
+              **parse_log(log.read_text(errors="replace"), int(steps_per_epoch))}
     path = Path(out) if out else run / "record.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     b = record["best"]

@@ -21,7 +21,7 @@ Epoch [2/400]: [50/100]
 
 
 def test_record_of_a_resumed_run():
-    rec = parse_log(LOG, draws_per_epoch=100)
+    rec = parse_log(LOG, steps_per_epoch=100)
     # 2 trainer epochs of 600 s + 2 validations of 36 s (an epoch cut short by a stop never logs its time)
     assert rec["machine_hours"] == round((2 * 600 + 2 * 36) / 3600, 3)
     assert rec["steps"] == 200
