@@ -227,7 +227,8 @@ def tables(docs: Path = DOCS) -> dict[str, str]:
     out = {}
     if (cost := _load(docs, "cost_cpu.json")) is not None:
         out["networks"] = networks(cost)
-    if (shipped := _load(docs, "shipped_weights.json")) is not None and "models/model.pt" in shipped["weights"]:
+    if (shipped := _load(docs, "shipped_weights.json")) is not None and \
+            "evaluate" in shipped["weights"].get("models/model.pt", {}):
         out["shipped_eval"] = shipped_eval(shipped)
     if (real := _load(docs, "real_ct_shipped.json")) is not None:
         out["real_ct"] = real_ct(real, trained_on(docs))
