@@ -76,9 +76,12 @@ def test_one_plain_checkpoint_is_written(ddp_run):
     from scripts.networks import build_network
 
     models = ddp_run["work"] / "models"
-    assert sorted(p.name for p in models.iterdir()) == ["model.pt"]
+    # rank 0 alone writes the best model, its sidecar and the last checkpoint (no temporary file left behind)
+    assert sorted(p.name for p in models.iterdir()) == ["last_model.pt", "model.json", "model.pt"]
     state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state)  # the unwrapped network, not the DDP wrapper
+    last = torch.load(models / "last_model.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in last["model"])
     missing, unexpected = build_network("spine_context_resunet").load_state_dict(state, strict=True)
     assert not missing and not unexpected
 
