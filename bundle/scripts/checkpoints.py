@@ -38,6 +38,11 @@ class RunFolderError(InputError):
     """A run folder that the requested run would damage or cannot continue from (``"<path>: <problem>"``)."""
 
 
+def _bare(network: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a ``DistributedDataParallel`` wrapper (its ``state_dict`` without ``module.``)."""
+    return network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+
+
 def atomic_save(obj, path: str) -> None:
     """``torch.save`` under a temporary name beside ``path``, flushed to disk, then renamed over ``path``."""
     with atomic_output(path) as tmp:
@@ -56,8 +61,7 @@ def check_run_folder(ckpt_dir: str, last_checkpoint: str, checkpoint_name: str =
     Returns ``ckpt_dir``. It reads nothing but the folder, so it runs before any data is made or loaded.
     """
     resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
-    last = last_checkpoint
-    best = os.path.join(ckpt_dir, checkpoint_name)
+    last, best = last_checkpoint, os.path.join(ckpt_dir, checkpoint_name)
     if resume and overwrite:
         raise RunFolderError(f"{ckpt_dir}: --resume true and --overwrite true exclude each other")
     if resume and not os.path.isfile(last):
@@ -204,8 +208,7 @@ class BestModelSaver:
         self.tracker.update(metric, engine.state.epoch)   # the evaluator runs with the trainer's epoch
         if not self.enabled:
             return
-        module = self.network.module if hasattr(self.network, "module") else self.network   # DDP: the bare network
-        atomic_save(module.state_dict(), self.path)
+        atomic_save(_bare(self.network).state_dict(), self.path)
         if self.sidecar is not None:
             write_sidecar(self.path, {**self.sidecar, "validation": {
                 "metric": self.tracker.metric_name, "value": round(metric, 4), "epoch": self.tracker.best_epoch}})
@@ -222,6 +225,7 @@ class LastCheckpoint:
         self.enabled = as_bool(enabled, "enabled")   # false on the other ranks of a multi-GPU run
         self.save_dict = dict(save_dict)
         self.save_interval = max(1, int(save_interval))
+        self._saved_iteration = -1   # the end of the run writes only if its last epoch was not just written
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._log_start)
@@ -235,9 +239,9 @@ class LastCheckpoint:
                         engine.state.max_epochs)
 
     def __call__(self, engine: Engine) -> None:
-        state = {}
-        for key, obj in self.save_dict.items():
-            module = obj.module if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
-            state[key] = module.state_dict()
+        if engine.state.iteration == self._saved_iteration:
+            return
+        state = {key: _bare(obj).state_dict() for key, obj in self.save_dict.items()}
         state["trainer"] = engine.state_dict()
         atomic_save(state, self.path)
+        self._saved_iteration = engine.state.iteration

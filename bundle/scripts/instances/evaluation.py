@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import warnings
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance
 
+from ..atomic_files import atomic_output
 from ..metrics import _crop_to_union, case_metrics
 from .levels import ANATOMICAL_ORDER, name, rank
 
@@ -87,12 +87,9 @@ def summarise_vertebrae(rows: Sequence[dict]) -> dict[str, float]:
 
 def write_vertebra_csv(rows: Sequence[dict], path: str) -> str:
     """Write the rows (with :data:`VERTEBRA_COLUMNS`) atomically; returns ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=VERTEBRA_COLUMNS)
         w.writeheader()
         for row in rows:
             w.writerow({k: (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k]) for k in VERTEBRA_COLUMNS})
-    os.replace(tmp, path)
     return path

@@ -27,6 +27,7 @@ from monai.inferers import Inferer
 from monai.transforms import MapTransform
 from monai.utils import ImageMetaKey as Key
 
+from ..atomic_files import atomic_output
 from ..metrics import case_name
 from ..weights_sidecar import build_network_from_sidecar, read_sidecar, sidecar_path
 from .evaluation import summarise_vertebrae, vertebra_metrics, write_vertebra_csv
@@ -172,13 +173,11 @@ class SaveVertebraTabled(MapTransform):
                 c = affine @ np.append(idx.mean(0), 1.0)
                 rows.append([vid, LEVEL_NAME.get(vid, str(vid)), len(idx),
                              f"{len(idx) * vox_mm3:.0f}", f"{c[0]:.1f}", f"{c[1]:.1f}", f"{c[2]:.1f}"])
-            tmp = path + ".tmp"
-            with open(tmp, "w", newline="") as f:
+            with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["verse_id", "name", "voxels", "volume_mm3", "centroid_x_mm", "centroid_y_mm",
                             "centroid_z_mm"])
                 w.writerows(rows)
-            os.replace(tmp, path)
             logger.info("%d vertebrae -> %s", len(rows), path)
         return d
 
