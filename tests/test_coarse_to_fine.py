@@ -129,7 +129,8 @@ def test_the_box_is_resampled_on_the_papers_1mm_grid_and_back(tmp_path):
     torch.manual_seed(3)
     x = _meta(torch.randn(1, 1, 70, 60, 30) * 3, spacing=(0.78, 0.78, 1.25))
     fast = CoarseToFineInferer(roi_size=(16, 16, 16), overlap=0.5, coarse_network=_tiny_net(1),
-                               coarse_ckpt=str(tmp_path / "coarse.pt"), coarse_threshold=0.0, margin_mm=0.0)
+                               coarse_ckpt=str(tmp_path / "coarse.pt"), coarse_threshold=0.0, margin_mm=0.0,
+                               snap_mm=0.0)
     mask = torch.zeros(18, 15, 10, dtype=torch.bool)  # a 4 mm coarse mask: one blob, off-centre
     mask[5:8, 4:6, 2:5] = True
     fast.coarse_mask = lambda img: (mask, torch.diag(torch.tensor([4.0, 4.0, 4.0, 1.0], dtype=torch.float64)))
@@ -238,3 +239,19 @@ def test_largest_component_in_the_box_equals_monais_on_the_whole_volume():
     assert 0 < int(out.sum()) < int(mask.sum())
     empty = torch.zeros(1, 8, 8, 8, dtype=torch.uint8)
     assert int(KeepLargestConnectedComponentInBoxd("pred")({"pred": empty})["pred"].sum()) == 0
+
+
+def test_a_box_face_near_the_image_face_is_moved_out_to_it():
+    """The spine runs on through the field of view: a box face within ``snap_mm`` of the image's face goes out to
+    it (ts_example_ct's clipped top vertebra fell outside otherwise); faces farther in stay where they are."""
+    from scripts.inference.coarse_to_fine import CoarseToFineInferer
+
+    inferer = CoarseToFineInferer(roi_size=(8, 8, 8), spacing=(2.0, 2.0, 2.0), margin_mm=0.0, snap_mm=20.0,
+                                  coarse_to_fine=False)
+    mask = torch.zeros(50, 50, 50, dtype=torch.bool)  # a 4 mm coarse mask on the grid of a 200 mm cube
+    mask[20:30, 20:30, 2:40] = True                    # 8 mm from the bottom face, 40 mm from the top one
+    coarse_affine = torch.diag(torch.tensor([4.0, 4.0, 4.0, 1.0], dtype=torch.float64))
+    fine_affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0], dtype=torch.float64))
+    start, end = inferer.plan_box([100, 100, 100], fine_affine, (mask, coarse_affine))
+    assert start[2] == 0 and end[2] == 79, (start, end)        # bottom snapped; top at the mask (~160 mm / 2 mm)
+    assert (start[0], end[0]) == (39, 59), (start, end)       # x: ~80-120 mm, far from both faces

@@ -90,6 +90,9 @@ class CoarseToFineInferer(SlidingWindowInferer):
         coarse_largest_component: keep only the largest connected component of the coarse mask (the final
             post-processing keeps only the largest component of the fine mask too).
         margin_mm: the coarse mask is dilated by this much before windows are chosen.
+        snap_mm: a box face that ends up within this distance of the image's face is moved out to it: the spine
+            is a column that usually leaves the field of view, and the coarse model sees its last centimetres
+            at the image's faces least well (on ts_example_ct the clipped T11 in the top slice fell outside).
         coarse_to_fine: False = plain :class:`SlidingWindowInferer` on the input as given.
         fold_bn: fold BatchNorm into the convolutions of an eval-mode fine network (and of the coarse one).
         channels_last: run both networks in channels-last 3D memory format.
@@ -120,6 +123,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         coarse_cval: float = -1.0,
         coarse_largest_component: bool = True,
         margin_mm: float = 16.0,
+        snap_mm: float = 32.0,
         coarse_to_fine: bool = True,
         fold_bn: bool = True,
         channels_last: bool = True,
@@ -141,6 +145,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         self.coarse_cval = float(coarse_cval)
         self.coarse_largest_component = bool(coarse_largest_component)
         self.margin_mm = float(margin_mm)
+        self.snap_mm = float(snap_mm)
         self.fold_bn = bool(fold_bn)
         self.channels_last = bool(channels_last)
         self.num_threads = num_threads
@@ -222,7 +227,9 @@ class CoarseToFineInferer(SlidingWindowInferer):
             grow = max(0, roi[a] - (e - s))
             s, e = s - grow // 2, e + grow - grow // 2
             s, e = (0, e - s) if s < 0 else (s, e)  # shift, rather than clip, at the grid's faces
-            start[a], end[a] = max(0, s - max(0, e - int(shape[a]))), min(e, int(shape[a]))
+            s, e = max(0, s - max(0, e - int(shape[a]))), min(e, int(shape[a]))
+            snap = int(np.ceil(self.snap_mm / self.spacing[a]))  # a face this near: the column runs on to it
+            start[a], end[a] = (0 if s <= snap else s), (int(shape[a]) if int(shape[a]) - e <= snap else e)
         return start, end
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
