@@ -40,7 +40,10 @@ def input_error_in(exc: BaseException | None) -> InputError | None:
 
 
 def final_line(error: InputError) -> str:
-    """The one line that ends the output: the message, or for a multi-line summary its head and first case."""
+    """The one line that ends the output: the message, or for a multi-line summary its head and first case (an
+    error with a ``summary_line``, a batch's list of failed cases, ends with that line)."""
+    if getattr(error, "summary_line", None):
+        return error.summary_line
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
@@ -61,7 +64,8 @@ def install_error_hook(debug: bool = False) -> bool:
         if error is None:
             return previous(kind, value, tb)
         lines = [line.rstrip() for line in str(error).strip().splitlines()]
-        for line in lines[1:]:
+        summary = getattr(error, "summary_line", None)
+        for line in (lines[:-1] if summary else lines[1:]):    # a batch: every failed case, then its summary
             print(line, file=sys.stderr)
         print(final_line(error), file=sys.stderr)
         sys.stdout.flush()
