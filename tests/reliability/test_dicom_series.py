@@ -107,3 +107,23 @@ def test_a_dicom_input_gets_its_qc_png(series, tmp_path):
     assert png.ndim == 3 and png.shape[2] == 3
     red = (png[..., 0] > 200) & (png[..., 1] < 80)
     assert red.any() and np.ptp(png[..., 1][~red]) > 50    # the mask's outline over a grey CT
+
+
+def test_a_bundle_run_on_a_dicom_folder_writes_mask_and_qc_png(real_dir, tmp_path):
+    """Through ``monai.bundle run`` (about 12 s on a shared CPU); before, the log said "SaveQCPngd: no QC picture:
+    FileNotFoundError" and only dicom_seg.nii.gz was written."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import BUNDLE
+
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "SPINE_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
+                           "--image", str(real_dir / "ts_example_ct_dicom" / "dicom"), "--output_dir", str(out)],
+                          cwd=BUNDLE, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["dicom_qc.png", "dicom_seg.nii.gz"]
+    assert "no QC picture" not in proc.stdout + proc.stderr
+    assert skio.imread(str(out / "dicom_qc.png"))[..., 0].max() > 200     # the red overlay is there
