@@ -144,3 +144,16 @@ def test_nothing_failed_writes_no_summary(tmp_path):
     assert not (tmp_path / FAILURES_FILE).exists()
     with pytest.raises(ValueError, match="on_error: must be 'skip' or 'stop', got 'go on'"):
         CaseFailures(on_error="go on")
+
+
+@pytest.mark.parametrize("given, expected", [({"image": "ct.nii.gz"}, "stop"), ({"datalist": "dl.json"}, "skip"),
+                                             ({"dataset_dir": "cts"}, "skip"),
+                                             ({"dataset_dir": "cts", "on_error": "stop"}, "stop")])
+def test_on_error_defaults_to_skip_for_folders_and_datalists(given, expected):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(BUNDLE), **given})
+    assert parser.get_parsed_content("on_error") == expected
+    assert parser.get_parsed_content("case_failures").on_error == expected
