@@ -127,3 +127,15 @@ def test_a_bundle_run_on_a_dicom_folder_writes_mask_and_qc_png(real_dir, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["dicom_qc.png", "dicom_seg.nii.gz"]
     assert "no QC picture" not in proc.stdout + proc.stderr
     assert skio.imread(str(out / "dicom_qc.png"))[..., 0].max() > 200     # the red overlay is there
+
+
+def test_a_multi_frame_file_counts_its_frames(series, tmp_path):
+    """Enhanced multi-frame DICOM keeps its geometry per frame (functional groups): only its size is read here, and
+    the memory budget counts frames, not files."""
+    folder = tmp_path / "multi"
+    folder.mkdir()
+    one = slices(series)[0]
+    shutil.copy(one, folder / "frames")
+    rewrite(folder / "frames", NumberOfFrames=300)
+    geometry = check_series(folder)
+    assert (geometry.rows, geometry.columns, geometry.n_slices) == (512, 512, 300)

@@ -86,6 +86,10 @@ def check_series(folder: str | os.PathLike) -> SeriesGeometry:
         raise InputError(f"{folder}: holds {len(uids)} DICOM series (SeriesInstanceUID); give one series per folder")
     name0, ds0 = headers[0]
     size0 = (int(ds0.get("Rows", 0)), int(ds0.get("Columns", 0)))
+    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for _, ds in headers)
+    if frames > len(headers):   # enhanced multi-frame: the geometry is per frame, in functional groups; size only
+        return SeriesGeometry(rows=size0[0], columns=size0[1], n_slices=frames, pixel_spacing=(0.0, 0.0),
+                              slice_spacing=0.0)
     iop0 = _floats(ds0, "ImageOrientationPatient", 6, folder, name0)
     ps0 = _floats(ds0, "PixelSpacing", 2, folder, name0)
     normal = np.cross(iop0[:3], iop0[3:])

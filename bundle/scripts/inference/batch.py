@@ -73,7 +73,9 @@ class CaseDataset(Dataset):
         except Exception as e:  # noqa: BLE001 - any failure of one case
             item = self.data[index]
             image = str(item.get("image")) if isinstance(item, dict) else str(item)
-            cause = e.__cause__ or e      # MONAI wraps it: "applying transform <...Orientationd object at 0x..>"
+            cause = e                     # MONAI wraps it: "applying transform <...Orientationd object at 0x..>"
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
             problem = f"failed while loading: {type(cause).__name__}: {_one_line(cause)}"
             if self.on_error == "stop":
                 raise CaseFailed(f"{image}: {problem}") from e
