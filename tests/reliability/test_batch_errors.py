@@ -76,7 +76,7 @@ def test_skip_writes_the_good_cases_and_lists_the_bad(batch, tmp_path):
                          f"list above is in this file")
     assert lines[-3].startswith(f"{bad_checks}: intensities look normalised, not HU")
     assert lines[-2] == (f"{bad_load}: failed while loading: ValueError: axcodes must match data_array spatially, "
-                         f"got axcodes=3D data_array=4D")
+                         f"got axcodes=3D data_array=4D (in Orientationd)")
     assert "Traceback" not in proc.stderr
     assert f"skipped: {bad_checks}: intensities look normalised" in proc.stdout   # said as soon as it was found
     record = json.loads((out / FAILURES_FILE).read_text())
@@ -96,8 +96,28 @@ def test_stop_ends_the_run_at_the_first_bad_case(batch, tmp_path):
     proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--on_error", "stop")
     assert proc.returncode == 2
     assert last_line(proc.stderr) == (f"{batch / 'c_five_d.nii.gz'}: failed while loading: ValueError: axcodes must "
-                                      f"match data_array spatially, got axcodes=3D data_array=4D")
+                                      f"match data_array spatially, got axcodes=3D data_array=4D (in Orientationd)")
     assert sorted(p.name for p in out.iterdir()) == ["a_good_qc.png", "a_good_seg.nii.gz"]   # d_good never ran
+
+
+def test_a_case_that_fails_while_saving_is_skipped_and_leaves_nothing(batch, tmp_path):
+    """A real failure in MONAI's SaveImaged: the mask's name is taken by a folder (with --overwrite true the checks
+    let it through), so the atomic writer's rename fails; it leaves no temporary file and the case gets no QC
+    picture either."""
+    for bad in ("b_normalised.nii.gz", "c_five_d.nii.gz"):
+        (batch / bad).unlink()
+    out = tmp_path / "out"
+    (out / "a_good_seg.nii.gz").mkdir(parents=True)
+    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--overwrite", "true")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["a_good_seg.nii.gz", "d_good_qc.png", "d_good_seg.nii.gz",
+                                                     FAILURES_FILE]
+    assert (out / "a_good_seg.nii.gz").is_dir() and not any((out / "a_good_seg.nii.gz").iterdir())
+    assert proc.stderr.strip().splitlines()[-2] == (     # SaveImage's own words for its writer's IsADirectoryError
+        f"{batch / 'a_good.nii.gz'}: failed during inference: RuntimeError: SaveImage cannot find a suitable writer "
+        f"for {out / 'a_good_seg.nii.gz'}. (in SaveImaged)")
+    assert last_line(proc.stderr).endswith(": 1 of 2 cases failed and have no output (1 written to "
+                                           f"{out}); the list above is in this file")
 
 
 class _Engine:
@@ -157,3 +177,22 @@ def test_on_error_defaults_to_skip_for_folders_and_datalists(given, expected):
     parser.update({"bundle_root": str(BUNDLE), **given})
     assert parser.get_parsed_content("on_error") == expected
     assert parser.get_parsed_content("case_failures").on_error == expected
+
+
+def test_a_failure_is_named_by_its_innermost_cause_and_transform():
+    from scripts.errors import failure_text
+
+    def raise_chain():
+        try:
+            try:
+                raise IsADirectoryError("[Errno 21] Is a directory\nmore")
+            except OSError as e:
+                raise RuntimeError("applying transform <monai.transforms.io.dictionary.SaveImaged object at 0x1>") \
+                    from e
+        except RuntimeError as e:
+            raise RuntimeError("applying transform <monai.transforms.compose.Compose object at 0x2>") from e
+
+    with pytest.raises(RuntimeError) as err:
+        raise_chain()
+    assert failure_text(err.value) == "IsADirectoryError: [Errno 21] Is a directory (in SaveImaged)"
+    assert failure_text(ValueError("plain")) == "ValueError: plain"

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from monai.data import Dataset
 
 from ..atomic_files import atomic_output
-from ..errors import CaseFailed, InputError, _case_name
+from ..errors import CaseFailed, InputError, _case_name, failure_text
 
 __all__ = ["ON_ERROR", "BatchFailed", "CaseDataset", "CaseFailures", "FAILURES_FILE", "on_error_mode"]
 
@@ -52,11 +52,6 @@ class BatchFailed(InputError):
         self.summary_line = summary_line
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 class CaseDataset(Dataset):
     """MONAI ``Dataset`` whose items that fail in the transforms (``LoadImaged`` ... ) become
     ``{"image": <path>, "case_failed": "<problem>"}`` with ``on_error="skip"``; with ``"stop"`` the failure is raised
@@ -73,10 +68,7 @@ class CaseDataset(Dataset):
         except Exception as e:  # noqa: BLE001 - any failure of one case
             item = self.data[index]
             image = str(item.get("image")) if isinstance(item, dict) else str(item)
-            cause = e                     # MONAI wraps it: "applying transform <...Orientationd object at 0x..>"
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
-            problem = f"failed while loading: {type(cause).__name__}: {_one_line(cause)}"
+            problem = f"failed while loading: {failure_text(e)}"
             if self.on_error == "stop":
                 raise CaseFailed(f"{image}: {problem}") from e
             return {"image": image, FAILED_KEY: problem}
@@ -146,8 +138,7 @@ class CaseFailures:
             removed = self._remove_new_outputs(before)
             if removed:
                 logger.info("removed the outputs of the failed case: %s", ", ".join(removed))
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            self._skipped(image, f"{image}: failed during inference: {type(e).__name__}: {first}", "inference")
+            self._skipped(image, f"{image}: failed during inference: {failure_text(e)}", "inference")
             return None
 
     def _skipped(self, image: str, message: str, stage: str) -> None:
