@@ -226,8 +226,9 @@ class SaveQCPngd(MapTransform):
     Put it *last* in the inference post-processing, after ``Invertd`` (and ``SaveImaged``), so that
     ``data[keys[1]]`` (the prediction) is on the original image grid with the original affine. The CT (a NIfTI
     file or a DICOM series folder) is **re-read from disk** from the ``filename_or_obj`` meta of ``data[keys[0]]``
-    (the in-memory image is resampled and intensity-normalised): both are reoriented to RAS-canonical with nibabel before drawing. The prediction may be
-    ``(1, X, Y, Z)`` labels / binary, ``(C, X, Y, Z)`` one-hot/scores (argmax is drawn) or ``(X, Y, Z)``.
+    (the in-memory image is resampled and intensity-normalised): both are reoriented to RAS-canonical with nibabel
+    before drawing. The prediction may be ``(1, X, Y, Z)`` labels / binary, ``(C, X, Y, Z)`` one-hot/scores (argmax
+    is drawn) or ``(X, Y, Z)``.
 
     A QC failure (unreadable file, grid mismatch) is logged as a warning and never stops the inference.
 
