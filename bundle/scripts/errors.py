@@ -11,6 +11,7 @@ exception when debugging is asked for (``--debug true`` or ``SPINE_DEBUG=1``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from ignite.engine import Engine, Events
@@ -40,7 +41,10 @@ def input_error_in(exc: BaseException | None) -> InputError | None:
 
 
 def final_line(error: InputError) -> str:
-    """The one line that ends the output: the message, or for a multi-line summary its head and first case."""
+    """The one line that ends the output: the message, or for a multi-line summary its head and first case (an
+    error with a ``summary_line``, a batch's list of failed cases, ends with that line)."""
+    if getattr(error, "summary_line", None):
+        return error.summary_line
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
@@ -61,7 +65,8 @@ def install_error_hook(debug: bool = False) -> bool:
         if error is None:
             return previous(kind, value, tb)
         lines = [line.rstrip() for line in str(error).strip().splitlines()]
-        for line in lines[1:]:
+        summary = getattr(error, "summary_line", None)
+        for line in (lines[:-1] if summary else lines[1:]):    # a batch: every failed case, then its summary
             print(line, file=sys.stderr)
         print(final_line(error), file=sys.stderr)
         sys.stdout.flush()
@@ -82,6 +87,25 @@ def _case_name(batch) -> str:
         return "<unknown case>"
 
 
+_MONAI_WRAPPER = re.compile(r"applying transform <(?:[\w]+\.)*(\w+) object")
+
+
+def failure_text(e: BaseException) -> str:
+    """``"<Type>: <first line>"`` of the innermost cause of ``e``, and the MONAI transform it failed in: MONAI wraps a
+    transform's exception in ``RuntimeError("applying transform <monai...Compose object at 0x...>")``, once per
+    nesting level, which says neither what failed nor where."""
+    where, cause = None, e
+    while True:
+        wrapper = _MONAI_WRAPPER.match(str(cause))
+        if wrapper:
+            where = wrapper.group(1)
+        if cause.__cause__ is None or not wrapper:
+            break
+        cause = cause.__cause__
+    first = " ".join((str(cause).strip().splitlines() or [""])[0].split())[:300]
+    return f"{type(cause).__name__}: {first}" + (f" (in {where})" if where and where != "Compose" else "")
+
+
 class NameFailingCase:
     """Evaluator handler: an exception while a case is processed (after it passed the checks) is raised again as
     :class:`CaseFailed` naming that case's file, e.g. ``ct.nii.gz: failed during inference: ValueError: ...``."""
@@ -92,6 +116,4 @@ class NameFailingCase:
     def __call__(self, engine: Engine, e: BaseException) -> None:
         if isinstance(e, InputError):
             raise e
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise CaseFailed(f"{_case_name(engine.state.batch)}: failed during inference: {type(e).__name__}: {first}") \
-            from e
+        raise CaseFailed(f"{_case_name(engine.state.batch)}: failed during inference: {failure_text(e)}") from e

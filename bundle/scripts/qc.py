@@ -209,14 +209,26 @@ def save_qc_png_nifti(
     return save_qc_png(img.astype(np.float32, copy=False), mask, png_path, spacing=spacing, window=window, **kwargs)
 
 
+def _original_image(src: str) -> nib.spatialimages.SpatialImage:
+    """The input as a nibabel image on its original grid: a NIfTI file as stored, a DICOM series folder as MONAI's
+    PydicomReader reads it (the grid ``LoadImaged`` and ``Invertd`` give the prediction), with its RAS affine."""
+    if os.path.isdir(src):
+        from scripts.data.datalist import load_image
+
+        image = load_image(src)
+        return nib.Nifti1Image(image.numpy(), _to_numpy(image.affine).astype(float))
+    return nib.load(src)
+
+
 class SaveQCPngd(MapTransform):
     """Post-processing transform writing ``output_dir/<case>_<postfix>.png`` for each item; data returned unchanged.
 
     Put it *last* in the inference post-processing, after ``Invertd`` (and ``SaveImaged``), so that
-    ``data[keys[1]]`` (the prediction) is on the original image grid with the original affine. The CT is
-    **re-read from disk** from the ``filename_or_obj`` meta of ``data[keys[0]]`` (the in-memory image is resampled and
-    intensity-normalised): both are reoriented to RAS-canonical with nibabel before drawing. The prediction may be
-    ``(1, X, Y, Z)`` labels / binary, ``(C, X, Y, Z)`` one-hot/scores (argmax is drawn) or ``(X, Y, Z)``.
+    ``data[keys[1]]`` (the prediction) is on the original image grid with the original affine. The CT (a NIfTI
+    file or a DICOM series folder) is **re-read from disk** from the ``filename_or_obj`` meta of ``data[keys[0]]``
+    (the in-memory image is resampled and intensity-normalised): both are reoriented to RAS-canonical with nibabel
+    before drawing. The prediction may be ``(1, X, Y, Z)`` labels / binary, ``(C, X, Y, Z)`` one-hot/scores (argmax
+    is drawn) or ``(X, Y, Z)``.
 
     A QC failure (unreadable file, grid mismatch) is logged as a warning and never stops the inference.
 
@@ -261,7 +273,7 @@ class SaveQCPngd(MapTransform):
             if isinstance(x, MetaTensor) and x.meta.get(Key.FILENAME_OR_OBJ):
                 src = x.meta[Key.FILENAME_OR_OBJ]
                 break
-        if not src or not os.path.isfile(str(src)):
+        if not src or not os.path.exists(str(src)):
             raise FileNotFoundError(f"original image file not found from meta filename_or_obj: {src!r}")
         if not isinstance(pred, MetaTensor):
             raise TypeError("pred must be a MetaTensor with the original affine (run Invertd before SaveQCPngd)")
@@ -272,10 +284,10 @@ class SaveQCPngd(MapTransform):
             p = np.rint(p)
         affine = _to_numpy(pred.affine).astype(float)
         pred_nii = nib.Nifti1Image(p if p.dtype == np.uint8 else p.astype(np.int16), affine)
-        img_nii = nib.load(str(src))
+        img_nii = _original_image(str(src))
         if img_nii.shape[:3] != p.shape:
             raise ValueError(f"pred {p.shape} is not on the original grid {img_nii.shape[:3]} of {src}")
         img, spacing = _canonical(img_nii)
         mask, _ = _canonical(pred_nii)
-        path = os.path.join(self.output_dir, f"{case_name(src)}_{self.postfix}.png")
+        path = os.path.join(self.output_dir, f"{case_name(os.path.normpath(str(src)))}_{self.postfix}.png")
         return save_qc_png(_squeeze3d(img, "image"), mask, path, spacing=spacing, window=self.window)

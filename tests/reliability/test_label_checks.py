@@ -88,7 +88,7 @@ def test_float_and_large_int_labels_are_counted(tmp_path, image):
 def test_a_label_given_as_the_ct_gets_its_own_message(tmp_path):
     mask = save(tmp_path / "mask_as_ct.nii.gz", label(20, 21, 22))
     msg = refused(mask)
-    assert msg == (f"{mask}: image looks like a label mask, not a CT (4 distinct integer values 0, 20, 21, 22); "
+    assert msg == (f"{mask}: image looks like a label map, not a CT: 4 distinct values 0, 20, 21, 22; "
                    f"give the CT in Hounsfield units as the image")
     # an intensity-normalised CT keeps its message
     norm = save(tmp_path / "norm.nii.gz", np.random.default_rng(0).random(SHAPE).astype(np.float32))

@@ -10,22 +10,37 @@ CLI::
 """
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["CaseError", "validate_case", "validate_datalist", "check", "HU_MIN", "HU_MAX"]
+__all__ = ["CaseError", "validate_case", "validate_datalist", "check", "check_memory_budget", "HU_MIN", "HU_MAX",
+           "MAX_INPUT_GB"]
+
+logger = logging.getLogger(__name__)
 
 #: Plausible CT value range. -4096 tolerates the usual outside-the-field padding (-2048, -3024).
 HU_MIN = -4096
 HU_MAX = 32767
-#: A CT in HU spans more than this between its 1st and 99th percentile and contains air (< AIR_MAX).
-MIN_PERCENTILE_SPAN = 200.0
+#: A CT in HU spans more than this from its lowest to its highest value and contains air (< AIR_MAX). The span is
+#: judged on the whole range, not on percentiles: a CT that is 99% air has its 1st and 99th percentile both at -1000.
+MIN_VALUE_SPAN = 200.0
 AIR_MAX = -200.0
+#: Every side of an image has at least this many voxels.
+MIN_SIDE = 8
+#: A voxel spacing whose largest/smallest ratio exceeds this is reported (a warning: the case still runs).
+MAX_ANISOTROPY = 4.0
+#: Memory an input needs, judged from its header alone: voxels x 4 bytes (float32) x this many working copies
+#: (the image, its resampled copy, the network's probabilities, the mask). Inputs over ``max_input_gb`` are refused
+#: before their voxels are read. 8 GB refuses 1024x1024x1000 (16.8 GB) and accepts 512x512x1000 (4.2 GB).
+BYTES_PER_VOXEL = 4
+WORKING_COPIES = 4
+MAX_INPUT_GB = 8.0
 #: Percentiles are estimated on at most this many voxels (strided subsample) to stay fast on big volumes.
 _MAX_PERCENTILE_VOXELS = 4_000_000
 #: An "image" with at most this many distinct values, all integers in [0, 255], is a label mask, not a CT.
@@ -39,8 +54,21 @@ class CaseError(InputError):
     """A case failed validation; ``str(err)`` is ``"<path>: <problem>"`` (one line per failing case)."""
 
 
-def _read(path: str, what: str):
-    """-> (header-only loader, spatial shape, affine); raises CaseError if missing/unreadable."""
+def check_memory_budget(path: str, shape: Sequence[int], max_input_gb: float | None = MAX_INPUT_GB) -> float:
+    """The memory (GB) an input of header shape ``shape`` needs; over ``max_input_gb`` a one-line CaseError."""
+    voxels = int(np.prod([int(s) for s in shape], dtype=np.int64))
+    need = voxels * BYTES_PER_VOXEL * WORKING_COPIES / 1e9
+    if max_input_gb is not None and float(max_input_gb) > 0 and need > float(max_input_gb):
+        dims = "x".join(str(int(s)) for s in shape)
+        raise CaseError(f"{path}: {dims} voxels would need about {need:.1f} GB to infer ({BYTES_PER_VOXEL} bytes x "
+                        f"{WORKING_COPIES} copies per voxel), over the memory budget of {float(max_input_gb):g} GB; "
+                        f"crop or downsample it, or raise --max_input_gb")
+    return need
+
+
+def _read(path: str, what: str, max_input_gb: float | None = MAX_INPUT_GB):
+    """-> (loader, spatial shape, affine); raises CaseError if missing/unreadable, or over the memory budget (judged
+    from the header, before any voxel is read)."""
     p = Path(path)
     if not p.exists():
         raise CaseError(f"{path}: {what} file does not exist")
@@ -49,6 +77,13 @@ def _read(path: str, what: str):
     if p.is_dir():
         if not is_dicom_series(p):
             raise CaseError(f"{path}: {what} is a folder without DICOM files")
+        from .dicom_series import check_series
+
+        try:
+            geometry = check_series(p)
+        except InputError as e:
+            raise CaseError(str(e)) from None
+        check_memory_budget(path, geometry.shape, max_input_gb)
         try:
             from .datalist import load_image
 
@@ -65,6 +100,7 @@ def _read(path: str, what: str):
         affine = np.asarray(img.affine, dtype=float)
     except Exception as e:  # noqa: BLE001
         raise CaseError(f"{path}: cannot read {what} header: {_one_line(e)}") from None
+    check_memory_budget(path, shape, max_input_gb)
 
     def data():
         try:
@@ -81,6 +117,20 @@ def _read(path: str, what: str):
 def _one_line(e: BaseException) -> str:
     msg = " ".join(str(e).split()) or type(e).__name__
     return msg if len(msg) < 300 else msg[:297] + "..."
+
+
+def _check_affine(path: str, affine: np.ndarray) -> tuple[float, float, float]:
+    """The voxel spacing of a finite, non-degenerate affine; else a CaseError (a zero column has no voxel size, and
+    MONAI's Orientation/Spacing would resample the case onto a meaningless grid)."""
+    if not np.isfinite(affine).all():
+        raise CaseError(f"{path}: image affine is not finite")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if spacing.min() < 1e-6 or abs(np.linalg.det(affine[:3, :3])) < 1e-9 * float(np.prod(spacing)):
+        zero = [i for i, s in enumerate(spacing) if s < 1e-6]
+        why = f"column {zero[0]} is zero" if zero else "its columns are not independent"
+        raise CaseError(f"{path}: image affine is degenerate ({why}: voxel sizes "
+                        f"{' x '.join(f'{s:.4g}' for s in spacing)} mm); the image has no valid voxel grid")
+    return tuple(float(s) for s in spacing)
 
 
 def _spatial(shape: tuple, path: str, what: str) -> tuple:
@@ -176,61 +226,75 @@ def validate_case(
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
     label_map: str | Mapping | None = None,
+    max_input_gb: float | None = MAX_INPUT_GB,
 ) -> dict:
     """Check one case; raise :class:`CaseError` (``"<path>: <problem>"``) on the first problem found.
 
-    Image (NIfTI file or DICOM series folder): exists and readable, 3D single-channel (trailing singleton dims
-    OK), finite, CT-like values in HU (``hu_min <= min``, ``max <= hu_max``, contains air (min < -200) and
-    1st-99th percentile span > 200, i.e. not already normalised). Label (optional): exists and readable, same
-    spatial shape, affine equal within ``atol_mm`` (``np.allclose``; the max difference is reported), finite
-    non-negative integer values, all ids of ``label_map``'s convention (None: ``"verse"``; see
+    Image (NIfTI file or DICOM series folder): exists and readable, within ``max_input_gb`` by its header (checked
+    before any voxel is read; a DICOM series' slices are regular, see ``scripts.data.dicom_series``), 3D
+    single-channel (trailing singleton dims OK), at least ``MIN_SIDE`` voxels per side, a non-degenerate affine,
+    finite, not constant, CT-like values in HU (``hu_min <= min``, ``max <= hu_max``, contains air (min < -200) and
+    spans more than 200 between min and max, i.e. not already normalised; a CT that is mostly air passes). A spacing
+    more anisotropic than ``MAX_ANISOTROPY`` is logged as a warning naming the file. Label (optional): exists and
+    readable, same spatial shape, affine equal within ``atol_mm`` (``np.allclose``; the max difference is reported),
+    finite non-negative integer values, all ids of ``label_map``'s convention (None: ``"verse"``; see
     ``scripts.data.label_maps.known_ids``), and at least one vertebra after mapping (an empty label is an error). An
-    image holding only a few small non-negative integers is reported as a label mask given as the CT. A label holding the same voxel grid in another axis order/direction (e.g. a
-    y-flipped NIfTI label of a DICOM series) is accepted, since the pipeline reorients image and label alike
-    (``Orientationd``) before anything voxel-wise; the summary then has ``"label_reoriented": True``.
+    image holding only a few small non-negative integers is reported as a label map given as the CT. A label holding
+    the same voxel grid in another axis order/direction (e.g. a y-flipped NIfTI label of a DICOM series) is
+    accepted, since the pipeline reorients image and label alike (``Orientationd``) before anything voxel-wise; the
+    summary then has ``"label_reoriented": True``.
 
     Returns a small summary: ``{"image", "label", "shape", "spacing", "hu_range"}``.
     """
     image = str(image)
-    img_data, img_shape, img_affine = _read(image, "image")
+    img_data, img_shape, img_affine = _read(image, "image", max_input_gb)
     shape = _spatial(img_shape, image, "image")
+    if min(shape) < MIN_SIDE:
+        raise CaseError(f"{image}: image is {'x'.join(str(int(s)) for s in shape)} voxels, too small to segment; "
+                        f"every side needs at least {MIN_SIDE}")
+    spacing = _check_affine(image, img_affine)
     arr = np.asarray(img_data()).reshape(shape)
     if arr.dtype.kind not in "iuf" and arr.dtype != bool:
         raise CaseError(f"{image}: image has unsupported data type {arr.dtype}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int((~np.isfinite(arr)).sum())
         raise CaseError(f"{image}: image has {n_bad} non-finite (NaN/inf) voxels")
-    if not np.isfinite(img_affine).all():
-        raise CaseError(f"{image}: image affine is not finite")
     vmin, vmax = float(arr.min()), float(arr.max())
+    if vmin == vmax:
+        raise CaseError(f"{image}: image is constant (value {vmin:g}); it holds no anatomy to segment")
     if vmin < hu_min or vmax > hu_max:
         raise CaseError(
             f"{image}: intensity range [{vmin:g}, {vmax:g}] is outside the CT range [{hu_min:g}, {hu_max:g}] HU"
         )
-    p1, p99 = _percentiles(arr)
     if vmin >= 0 and (values := _label_like_values(arr)) is not None:
         raise CaseError(
-            f"{image}: image looks like a label mask, not a CT ({len(values)} distinct integer values "
-            f"{_listed(values)}); give the CT in Hounsfield units as the image"
+            f"{image}: image looks like a label map, not a CT: {len(values)} distinct values "
+            f"{_listed(values)}; give the CT in Hounsfield units as the image"
         )
-    if p99 - p1 <= MIN_PERCENTILE_SPAN or vmin >= AIR_MAX:
+    if vmax - vmin <= MIN_VALUE_SPAN or vmin >= AIR_MAX:
+        p1, p99 = _percentiles(arr)
         raise CaseError(
-            f"{image}: intensities look normalised, not HU (min {vmin:g}, 1st-99th percentile {p1:g}..{p99:g}); "
-            f"give the raw CT in Hounsfield units"
+            f"{image}: intensities look normalised, not HU (range {vmin:g}..{vmax:g}, 1st-99th percentile "
+            f"{p1:g}..{p99:g}; a CT spans more than {MIN_VALUE_SPAN:g} HU and has air below {AIR_MAX:g}); give the "
+            f"raw CT in Hounsfield units"
         )
     del arr
+    if max(spacing) > MAX_ANISOTROPY * min(spacing):
+        logger.warning("%s: strongly anisotropic spacing %s mm (ratio %.3g > %g): thin structures across the "
+                       "thick direction will be coarse", image, " x ".join(f"{s:.4g}" for s in spacing),
+                       max(spacing) / min(spacing), MAX_ANISOTROPY)
     summary = {
         "image": image,
         "label": None,
         "shape": tuple(int(s) for s in shape),
-        "spacing": tuple(float(s) for s in np.linalg.norm(img_affine[:3, :3], axis=0)),
+        "spacing": spacing,
         "hu_range": (vmin, vmax),
     }
     if label is None:
         return summary
 
     label = str(label)
-    lab_data, lab_shape, lab_affine = _read(label, "label")
+    lab_data, lab_shape, lab_affine = _read(label, "label", max_input_gb)
     lshape = _spatial(lab_shape, label, "label")
     same = lshape == shape and np.allclose(lab_affine, img_affine, rtol=0.0, atol=atol_mm)
     if not same:
@@ -272,17 +336,24 @@ def _item_paths(item: Mapping) -> tuple:
 
 def validate_datalist(
     items: Sequence[Mapping], progress: bool = True, atol_mm: float = 1e-3, max_lines: int = 10,
-    label_map: str | Mapping | None = "verse",
+    label_map: str | Mapping | None = "verse", on_error: str = "stop",
+    report: Callable[[str, str], None] | None = None, max_input_gb: float | None = MAX_INPUT_GB,
 ) -> Sequence[Mapping]:
     """Validate every entry (``image``, optional ``label`` and ``label_map``; ``label_map`` here is the map of entries
-    without one), collecting ALL failures, then raise one :class:`CaseError` ``"<n> of <m> cases failed
-    validation:"`` followed by the first ``max_lines`` case lines. Returns ``items`` unchanged (same object) on
-    success."""
+    without one), collecting ALL failures.
+
+    ``on_error="stop"``: raise one :class:`CaseError` ``"<n> of <m> cases failed validation:"`` followed by the first
+    ``max_lines`` case lines; returns ``items`` unchanged (same object) on success. ``on_error="skip"``: each failing
+    case is logged as one line ``"<file>: <problem>"``, passed to ``report(image, line)`` and left out; returns the
+    list of the cases that passed (possibly empty)."""
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
     from tqdm import tqdm
 
     from .label_maps import get_label_map
 
     errors: list[str] = []
+    passed: list[Mapping] = []
     for item in tqdm(items, desc="validating cases", disable=not progress, unit="case"):
         try:
             img, lab = _item_paths(item)
@@ -291,9 +362,16 @@ def validate_datalist(
                 get_label_map(case_map)
             except ValueError as e:
                 raise CaseError(f"{lab or img}: {e}") from None
-            validate_case(img, lab, atol_mm=atol_mm, label_map=case_map)
+            validate_case(img, lab, atol_mm=atol_mm, label_map=case_map, max_input_gb=max_input_gb)
+            passed.append(item)
         except CaseError as e:
             errors.append(str(e))
+            if on_error == "skip":
+                logger.error("skipped: %s", e)
+                if report is not None:
+                    report(str(item.get("image")) if isinstance(item, Mapping) else str(item), str(e))
+    if on_error == "skip":
+        return passed
     if errors:
         head = "\n".join(f"  {e}" for e in errors[:max_lines])
         more = f"\n  ... and {len(errors) - max_lines} more" if len(errors) > max_lines else ""
