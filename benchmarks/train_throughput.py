@@ -15,6 +15,7 @@ cost if it ran in the training process (``num_workers: 0``).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -110,6 +111,7 @@ def run(networks=None, recipes=None, modes=None, steps: int = 5, num_samples: in
     if unknown:
         raise SystemExit(f"unknown recipe or mode {unknown}; recipes {list(RECIPES)}, modes {list(MODES)}")
     rows = []
+    load_before = os.getloadavg()
     for recipe in chosen:
         spacing, patch = RECIPES[recipe]
         data_row = time_data(recipe, int(draws), int(num_samples)) if as_bool(data, "--data") else None
@@ -126,8 +128,10 @@ def run(networks=None, recipes=None, modes=None, steps: int = 5, num_samples: in
                                                                                 + timing["s_per_step"]), 3)
                 rows.append(row)
                 print(_fmt(row), flush=True)
+    # the 1-minute load average before and after: other processes on the cores inflate every figure alike
     record = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "python": platform.python_version()},
+                          "python": platform.python_version(), "cpu_count": os.cpu_count(),
+                          "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
               "num_samples": int(num_samples), "steps": int(steps), "rows": rows}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(record, indent=1) + "\n")

@@ -179,14 +179,15 @@ def _curve_points(curve: Sequence[Mapping], n: int = CURVE_ROWS) -> list[Mapping
 
 def training(record: Mapping) -> str:
     """A training run (``training_record.json``: ``steps``, ``cpu_hours``, ``data_mix``, ``val_curve`` as
-    ``[{epoch, step, val_dice}]``, ``recipe``): one summary row, then the validation curve (at most
+    ``[{epoch, step, val_dice}]``, ``recipe``, optionally ``shipped``, else the curve's best): one summary row, then the validation curve (at most
     :data:`CURVE_ROWS` points). Missing fields show as ``-``."""
     curve = [p for p in (record.get("val_curve") or []) if p.get("val_dice") is not None]
-    best = max(curve, key=lambda p: p["val_dice"]) if curve else None
+    # the weights' own point ("shipped": {epoch, step, val_dice}) when the curve spans runs validated differently
+    best = record.get("shipped") or (max(curve, key=lambda p: p["val_dice"]) if curve else None)
     best_text = (f"{best['val_dice']:.3f} (epoch {best.get('epoch', '-')}, step {best.get('step', '-')})"
                  if best else "-")
     steps = record.get("steps")
-    summary = _table(("steps", "CPU hours", "data mix", "recipe", "best val Dice"),
+    summary = _table(("steps", "CPU hours", "data mix", "recipe", "val Dice of the weights"),
                      [(f"{steps:,}" if isinstance(steps, int) else "-", _num(record.get("cpu_hours"), 1),
                        _mix(record.get("data_mix")), _recipe(record.get("recipe")), best_text)])
     if not curve:
