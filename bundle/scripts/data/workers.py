@@ -12,7 +12,9 @@ def map_cases(fn: Callable, tasks: Iterable, workers: int = 1, desc: str = "case
               initializer: Callable | None = None, initargs: tuple = ()) -> list:
     """``[fn(task) for task in tasks]``, in order. With ``workers`` > 1 in as many *spawned* processes (a forked
     child of a process that has started CUDA or threads is unsafe); ``initializer(*initargs)`` runs once in each
-    process (here too when ``workers`` is 1), e.g. to hand over large read-only inputs once rather than per task."""
+    process (here too when ``workers`` is 1), e.g. to hand over large read-only inputs once rather than per task.
+    Spawned processes import the main module again: a script calling this needs ``if __name__ == "__main__":``
+    (``python -m monai.bundle`` and the bundle's command-line modules have it)."""
     tasks = list(tasks)
     bar = None
     if progress:
