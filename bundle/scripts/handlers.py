@@ -9,6 +9,9 @@ evaluation config like any MONAI handler::
         filename: metrics.csv
 
 (``SupervisedEvaluator`` calls ``handler.attach(engine)`` for every entry of ``val_handlers``.)
+
+``TrainingTimeLimit`` ends a training after a wall-clock limit (train.yaml's ``time_limit_s``), by ignite's own
+``TimeLimit``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["CaseMetricsCSV", "foreground_mask", "CSV_COLUMNS"]
+__all__ = ["CaseMetricsCSV", "TrainingTimeLimit", "foreground_mask", "CSV_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,3 +207,51 @@ def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return repr(v) if not math.isfinite(v) else f"{v:.6f}"
     return v
+
+
+class TrainingTimeLimit:
+    """Trainer handler: stop the training ``limit_s`` seconds after it started, cleanly, with ignite's ``TimeLimit``.
+
+    ignite's clock starts when its handler is made; this one makes it at the trainer's ``STARTED``, so the limit
+    counts training and validation, not the data caching before them. ``TimeLimit`` checks after every iteration
+    and calls ``engine.terminate()``: the epoch in progress ends there, without its ``EPOCH_COMPLETED``, so its
+    validation would be lost. With ``validator``, the trainer's ``TERMINATE`` (caused by the limit) runs it once
+    more on the last weights (MONAI's ``ValidationHandler``), so that the best model and its sidecar are up to date;
+    the last checkpoint follows at ``COMPLETED`` (``scripts.checkpoints.LastCheckpoint``). A stop by any other
+    cause is left alone.
+    """
+
+    def __init__(self, limit_s: int, validator=None):
+        from ignite.handlers import TimeLimit
+
+        self.limit_s = int(limit_s)
+        TimeLimit(self.limit_s)   # its own argument check (a positive integer), at once rather than at the start
+        self.validation = None
+        if validator is not None:
+            from monai.handlers import ValidationHandler
+
+            self.validation = ValidationHandler(interval=1, validator=validator, epoch_level=True)
+        self.limit = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.TERMINATE, self.validate_last)
+
+    def start(self, engine: Engine) -> None:
+        from ignite.handlers import TimeLimit
+
+        if self.limit is not None and engine.has_event_handler(self.limit, Events.ITERATION_COMPLETED):
+            engine.remove_event_handler(self.limit, Events.ITERATION_COMPLETED)   # a second run(): a new clock
+        self.limit = TimeLimit(self.limit_s)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.limit)
+
+    def reached(self) -> bool:
+        return self.limit is not None and time.time() - self.limit.start_time > self.limit.limit_sec
+
+    def validate_last(self, engine: Engine) -> None:
+        if not self.reached():
+            return
+        logger.info("time limit of %d s reached at epoch %d, iteration %d", self.limit_s, engine.state.epoch,
+                    engine.state.iteration)
+        if self.validation is not None:
+            self.validation(engine)

@@ -68,6 +68,7 @@ def mixed_training_data(
     synthesis_kwargs: dict | None = None,
     real_dir: str | None = None,
     seed: int = 0,
+    workers: int = 1,
 ) -> dict:
     """The data mix of configs/data_mix.yaml: phantoms, label-map synthesis and the trainable labelled real CTs.
 
@@ -75,7 +76,7 @@ def mixed_training_data(
     with weight 0 is left out (and not generated). Every training entry carries ``"source"`` and ``"weight"``, the
     source's weight divided by its number of cases, for a ``WeightedRandomSampler``. Validation is always the
     development validation case (``real_cases.VALIDATION_CASE``, never trained on); ``testing`` holds the phantom
-    test cases when phantoms are in the mix.
+    test cases when phantoms are in the mix. ``workers`` processes generate the phantom and synthesis cases.
     """
     from .datalist import load_datalist
     from .real_cases import REAL_DIR, VALIDATION_CASE, available_cases, training_entries
@@ -90,14 +91,14 @@ def mixed_training_data(
         from .phantom import make_dataset
 
         folder = make_dataset(str(phantom_dir), n_train=int(n_phantoms), n_test=4, seed=int(seed),
-                              **(phantom_kwargs or {}))
+                              workers=workers, **(phantom_kwargs or {}))
         data = load_datalist(dataset_dir=folder, n_folds=0, label_map="verse")
         sources["phantom"], testing = data["training"], data["testing"]
     if float(weights.get("synthesis", 0)) > 0:
         from .synthesis import make_dataset as make_synthesis
 
         folder = make_synthesis(str(synthesis_dir), n_cases=int(n_synthesis), seed=int(seed), real_dir=str(root),
-                                **(synthesis_kwargs or {}))
+                                workers=workers, **(synthesis_kwargs or {}))
         sources["synthesis"] = load_datalist(dataset_dir=folder, n_folds=0, label_map="verse")["training"]
     if float(weights.get("real", 0)) > 0:
         sources["real"] = training_entries(root)

@@ -262,13 +262,35 @@ def synthesize(template: dict, seed: int, spacing_range=(1.2, 2.0), rotate_deg: 
 
 
 # ---- the cached data set ------------------------------------------------------------------------------------------
+_TEMPLATES: dict = {}   # the templates of make_dataset's worker processes, handed over once per process
+
+
+def _set_templates(templates: dict) -> None:
+    _TEMPLATES.clear()
+    _TEMPLATES.update(templates)
+
+
+def _synthesize_task(task: tuple) -> dict:
+    """Synthesize and write one case; its record for synthesis_cases.json."""
+    from .phantom import _save_nifti
+
+    template, seed, image, label, kw = task
+    t0 = time.perf_counter()
+    case = synthesize(_TEMPLATES[template], seed=seed, **kw)
+    _save_nifti(case["image"], case["affine"], image)
+    _save_nifti(case["label"], case["affine"], label)
+    return {"template": case["template"], "phase": case["phase"], "density": case["density"],
+            "spacing_mm": case["spacing"], "thickness_mm": case["thickness_mm"], "seconds": time.perf_counter() - t0}
+
+
 def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str | None = None,
-                 progress: bool = True, **kw) -> str:
+                 progress: bool = True, workers: int = 1, **kw) -> str:
     """Write ``n_cases`` synthetic cases, cycling over the templates, as ``imagesTr/`` + ``labelsTr/`` with a
     ``dataset.json`` (cached: a folder made with the same arguments and ``GENERATOR_VERSION`` is reused; written
     atomically), and ``synthesis_cases.json``: each case's template, draws and generation time. ``kw`` goes to
-    :func:`synthesize`. Case ``i`` uses seed ``seed + i``."""
-    from .phantom import _jsonable, _save_nifti
+    :func:`synthesize`. Case ``i`` uses seed ``seed + i``. ``workers`` processes write the cases (the same files;
+    not part of the cache key)."""
+    from .phantom import _jsonable
 
     root = Path(real_dir) if real_dir else REAL_DIR
     cases = template_cases(root)
@@ -288,21 +310,15 @@ def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str |
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        it = range(int(n_cases))
-        if progress:
-            from tqdm import tqdm
+        from .workers import map_cases
 
-            it = tqdm(it, desc="synthesis", unit="case")
-        records = []
-        for i in it:
-            t0 = time.perf_counter()
-            case = synthesize(templates[cases[i % len(cases)].name], seed=int(seed) + i, **kw)
-            _save_nifti(case["image"], case["affine"], tmp / "imagesTr" / names[i])
-            _save_nifti(case["label"], case["affine"], tmp / "labelsTr" / names[i])
-            records.append({"image": f"./imagesTr/{names[i]}", "label": f"./labelsTr/{names[i]}",
-                            "template": case["template"], "phase": case["phase"], "density": case["density"],
-                            "spacing_mm": case["spacing"], "thickness_mm": case["thickness_mm"],
-                            "seconds": time.perf_counter() - t0})
+        tasks = [(cases[i % len(cases)].name, int(seed) + i, str(tmp / "imagesTr" / names[i]),
+                  str(tmp / "labelsTr" / names[i]), kw) for i in range(int(n_cases))]
+        try:
+            done = map_cases(_synthesize_task, tasks, workers, "synthesis", progress, _set_templates, (templates,))
+        finally:
+            _TEMPLATES.clear()
+        records = [{"image": f"./imagesTr/{nm}", "label": f"./labelsTr/{nm}", **r} for nm, r in zip(names, done)]
         (tmp / "dataset.json").write_text(json.dumps({
             "name": "spine_synthesis", "description": "label-map synthesis from TotalSegmentator maps (synthesis.py)",
             "labels": {"0": "background"}, "modality": {"0": "CT"}, "numTraining": len(records),

@@ -53,12 +53,19 @@ def _jsonable(v):
     return v
 
 
-def make_dataset(out_dir: str, n_train: int = 8, n_test: int = 2, seed: int = 0, progress: bool = True, **kw) -> str:
+def _write_task(task: tuple) -> dict:
+    image, label, seed, kw = task
+    return write_case(image, label, seed, **kw)
+
+
+def make_dataset(out_dir: str, n_train: int = 8, n_test: int = 2, seed: int = 0, progress: bool = True,
+                 workers: int = 1, **kw) -> str:
     """Write a Decathlon/nnU-Net style dataset of phantoms (cached; atomic).
 
     Layout: imagesTr/phantom_000.nii.gz, labelsTr/..., imagesTs/..., labelsTs/..., dataset.json,
     phantom_params.json. Case i (train first, then test) uses seed + i; `kw` goes to every generate_case.
-    If out_dir already holds a complete dataset made with the same arguments, it returns at once.
+    If out_dir already holds a complete dataset made with the same arguments, it returns at once. ``workers``
+    processes write the cases (the same files; not part of the cache key).
     """
     n_train, n_test, seed = int(n_train), int(n_test), int(seed)
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
@@ -81,15 +88,11 @@ def make_dataset(out_dir: str, n_train: int = 8, n_test: int = 2, seed: int = 0,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        it = range(n_train + n_test)
-        if progress:
-            from tqdm import tqdm
+        from ..workers import map_cases
 
-            it = tqdm(it, desc="phantoms", unit="case")
+        tasks = [(str(tmp / a / nm), str(tmp / b / nm), seed + i, kw) for i, (a, b, nm) in enumerate(rel)]
         cases = []
-        for i in it:
-            a, b, nm = rel[i]
-            meta = write_case(str(tmp / a / nm), str(tmp / b / nm), seed + i, **kw)
+        for (a, b, nm), meta in zip(rel, map_cases(_write_task, tasks, workers, "phantoms", progress)):
             cases.append({"image": f"./{a}/{nm}", "label": f"./{b}/{nm}", "levels": meta["levels"],
                           "orientation": meta["orientation"], "spacing": meta["spacing"]})
         (tmp / "dataset.json").write_text(json.dumps(_jsonable(_dataset_json(cases, n_train, n_test)), indent=2))
