@@ -255,3 +255,23 @@ def test_a_box_face_near_the_image_face_is_moved_out_to_it():
     start, end = inferer.plan_box([100, 100, 100], fine_affine, (mask, coarse_affine))
     assert start[2] == 0 and end[2] == 79, (start, end)        # bottom snapped; top at the mask (~160 mm / 2 mm)
     assert (start[0], end[0]) == (39, 59), (start, end)       # x: ~80-120 mm, far from both faces
+
+
+def test_an_aligned_box_sits_on_the_whole_volume_window_grid():
+    """``align_windows``: the box starts at a multiple of the window stride and spans one window plus whole strides
+    (or ends at the grid's face), so its windows are the whole-volume path's own."""
+    from scripts.inference.coarse_to_fine import CoarseToFineInferer
+
+    inferer = CoarseToFineInferer(roi_size=(16, 16, 16), overlap=0.5, spacing=(2.0, 2.0, 2.0), margin_mm=0.0,
+                                  snap_mm=0.0, align_windows=True, coarse_to_fine=False)
+    mask = torch.zeros(50, 50, 50, dtype=torch.bool)
+    mask[11:19, 20:23, 13:44] = True
+    coarse_affine = torch.diag(torch.tensor([4.0, 4.0, 4.0, 1.0], dtype=torch.float64))
+    fine_affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0], dtype=torch.float64))
+    start, end = inferer.plan_box([100, 100, 100], fine_affine, (mask, coarse_affine))
+    for s, e in zip(start, end):
+        assert s % 8 == 0 and (e - s - 16) % 8 == 0 and e - s >= 16, (start, end)
+    plain = CoarseToFineInferer(roi_size=(16, 16, 16), overlap=0.5, spacing=(2.0, 2.0, 2.0), margin_mm=0.0,
+                                snap_mm=0.0, coarse_to_fine=False)
+    p_start, p_end = plain.plan_box([100, 100, 100], fine_affine, (mask, coarse_affine))
+    assert all(s <= ps and pe <= e for s, e, ps, pe in zip(start, end, p_start, p_end))  # it holds the plain box

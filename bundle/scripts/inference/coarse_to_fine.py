@@ -93,6 +93,11 @@ class CoarseToFineInferer(SlidingWindowInferer):
         snap_mm: a box face that ends up within this distance of the image's face is moved out to it: the spine
             is a column that usually leaves the field of view, and the coarse model sees its last centimetres
             at the image's faces least well (on ts_example_ct the clipped T11 in the top slice fell outside).
+        align_windows: start the box on the whole-volume path's window grid (multiples of the window stride) and
+            size it to whole strides, so that its windows are those of ``coarse_to_fine=False``; only voxels within
+            a stride of an inner box face then see fewer windows than on the whole volume. Measured with the
+            shipped 2 mm weights on the real CTs: Dice within 0.002 of the whole-volume path on every case (0.015
+            and 0.021 apart without it), but a box of 2.6x the volume on lidc_chest (0.63 of the CT, not 0.25).
         coarse_to_fine: False = plain :class:`SlidingWindowInferer` on the input as given.
         fold_bn: fold BatchNorm into the convolutions of an eval-mode fine network (and of the coarse one).
         channels_last: run both networks in channels-last 3D memory format.
@@ -124,6 +129,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         coarse_largest_component: bool = True,
         margin_mm: float = 16.0,
         snap_mm: float = 32.0,
+        align_windows: bool = False,
         coarse_to_fine: bool = True,
         fold_bn: bool = True,
         channels_last: bool = True,
@@ -146,6 +152,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
         self.coarse_largest_component = bool(coarse_largest_component)
         self.margin_mm = float(margin_mm)
         self.snap_mm = float(snap_mm)
+        self.align_windows = bool(align_windows)
         self.fold_bn = bool(fold_bn)
         self.channels_last = bool(channels_last)
         self.num_threads = num_threads
@@ -229,7 +236,14 @@ class CoarseToFineInferer(SlidingWindowInferer):
             s, e = (0, e - s) if s < 0 else (s, e)  # shift, rather than clip, at the grid's faces
             s, e = max(0, s - max(0, e - int(shape[a]))), min(e, int(shape[a]))
             snap = int(np.ceil(self.snap_mm / self.spacing[a]))  # a face this near: the column runs on to it
-            start[a], end[a] = (0 if s <= snap else s), (int(shape[a]) if int(shape[a]) - e <= snap else e)
+            s, e = (0 if s <= snap else s), (int(shape[a]) if int(shape[a]) - e <= snap else e)
+            if self.align_windows:  # on the whole-volume window grid: the box's windows are the paper path's own
+                stride = max(int(roi[a] * (1 - self.overlap[a] if isinstance(self.overlap, Sequence)
+                                           else 1 - self.overlap)), 1)
+                s = (s // stride) * stride
+                e = min(s + roi[a] + int(np.ceil(max(0, e - s - roi[a]) / stride)) * stride, int(shape[a]))
+                s = max(0, min(s, e - roi[a]))
+            start[a], end[a] = s, e
         return start, end
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
