@@ -17,7 +17,7 @@ REAL = SHARED / "data" / "real"
 if str(BUNDLE) not in sys.path:
     sys.path.insert(0, str(BUNDLE))
 
-from scripts.benchmark_inference import PEER_PYTHON  # noqa: E402  the nnU-Net peer venv's python, one default
+from benchmarks.benchmark_inference import PEER_PYTHON  # noqa: E402  the nnU-Net peer venv's python, one default
 
 
 @pytest.fixture(scope="session")

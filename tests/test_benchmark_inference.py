@@ -56,7 +56,7 @@ def test_zyx_wrapper_is_the_bundle_network_on_nnunet_axes(one_thread):
 
 
 def test_run_rejects_unknown_configs_and_a_missing_peer(tmp_path):
-    from scripts.benchmark_inference import run
+    from benchmarks.benchmark_inference import run
 
     with pytest.raises(ValueError, match=r"unknown configuration\(s\) \['fastest'\]"):
         run(configs="fastest", volumes="verse014", memory_volume="")
@@ -68,7 +68,7 @@ def test_run_rejects_unknown_configs_and_a_missing_peer(tmp_path):
 def test_nnunet_row_on_verse014(real_dir, peer_python, tmp_path):
     import nibabel as nib
 
-    from scripts.benchmark_inference import run, volume
+    from benchmarks.benchmark_inference import run, volume
 
     results = tmp_path / "speed.json"
     run(configs="nnunet", volumes="verse014", memory_volume="", results=str(results), keep_dir=str(tmp_path / "w"),

@@ -1,11 +1,11 @@
-"""scripts/cost.py: MAC counters, sliding-window patch count, energy arithmetic and one real (tiny) measurement."""
+"""benchmarks/cost.py: MAC counters, sliding-window patch count, energy arithmetic and one real (tiny) measurement."""
 import csv
 import json
 
 import pytest
 from torch import nn
 
-from scripts import cost
+from benchmarks import cost
 
 
 def test_thop_style_rules_on_a_hand_counted_model():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scripts.cost import matmul_macs, thop_style_macs
+from benchmarks.cost import matmul_macs, thop_style_macs
 from scripts.networks import (NETWORKS, SlimUNETR, SlimUNETRPlusPlus, SlimUNETRPlusPlusLight, build_network,
                               check_patch_size, patch_divisor)
 from scripts.networks.epa import EPATransformerBlock

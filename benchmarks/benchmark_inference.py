@@ -18,7 +18,9 @@ Volumes: ``phantom512`` (512x512x400 voxels, 0.78x0.78x1.25 mm, generated once i
 ``ts_example_ct`` (../shared/data/real), and ``phantom512x600`` (512x512x600 voxels; fast path only by default: the
 3 GB memory check).
 
-    cd bundle && OMP_NUM_THREADS=2 python -m scripts.benchmark_inference run [--configs paper,nnunet,fast,fast_o25] \
+A development tool, not part of the bundle (the release zip leaves it out):
+
+    cd bundle && OMP_NUM_THREADS=2 python ../benchmarks/benchmark_inference.py run [--configs paper,nnunet,fast,fast_o25] \
         [--volumes phantom512,verse014,ts_example_ct,phantom512x600] [--results docs/inference_speed.json]
 """
 from __future__ import annotations
@@ -31,11 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from .data.real_cases import REAL_DIR as REAL
+BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+if str(BUNDLE) not in sys.path:  # the bundle's ``scripts`` package, as in a bundle run
+    sys.path.insert(0, str(BUNDLE))
 
-BUNDLE = Path(__file__).resolve().parents[1]
+from scripts.data.real_cases import REAL_DIR as REAL  # noqa: E402
+
 BENCH = BUNDLE / "data" / "bench"
-NNUNET_SCRIPT = BUNDLE.parent / "benchmarks" / "nnunet_predictor.py"
+NNUNET_SCRIPT = Path(__file__).resolve().parent / "nnunet_predictor.py"
 PEER_PYTHON = Path(os.environ.get("SPINE_PEER_VENV", Path.home() / ".cache" / "spine_ct_seg" / "nnunet-venv")) / "bin" / \
     "python"
 
@@ -184,7 +189,7 @@ def run(
             mask = out / (image.name.replace(".nii.gz", "") + "_seg.nii.gz")
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
             cmd = (_nnunet_command(fine, image, mask, threads, peer) if config == "nnunet" else
-                   [sys.executable, "-m", "scripts.benchmark_inference", "one", str(image), str(out), config,
+                   [sys.executable, str(Path(__file__).resolve()), "one", str(image), str(out), config,
                     f"--threads={threads}"])
             proc = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True)
             line = [s for s in proc.stdout.splitlines() if s.startswith("BENCH ")]
