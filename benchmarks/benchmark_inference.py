@@ -9,7 +9,7 @@ Configurations:
   paper     ``--coarse_to_fine false``: same fine weights, whole volume at 1 mm, overlap 0.5, Gaussian.
   nnunet    nnU-Net v2's ``nnUNetPredictor`` running the same fine network and weights, TTA off (step 0.5, Gaussian),
             with nnU-Net's own I/O, preprocessing and export: ``benchmarks/nnunet_predictor.py`` in the nnU-Net peer
-            venv (``bash tests/plan/make_nnunet_venv.sh``; ``--nnunet_python`` or ``SPINE_PEER_VENV`` to point
+            venv (``bash tests/integration/make_nnunet_venv.sh``; ``--nnunet_python`` or ``SPINE_PEER_VENV`` to point
             elsewhere). Its mask has no largest-component step.
   fast      the default inference.yaml (coarse-to-fine, overlap 0.5 in the box).
   fast_o25  the fast path at overlap 0.25 (the overlap choice, measured).
@@ -171,7 +171,7 @@ def run(
     peer = Path(nnunet_python) if nnunet_python else PEER_PYTHON
     if "nnunet" in configs and not (peer.is_file() and NNUNET_SCRIPT.is_file()):
         raise FileNotFoundError(f"{peer}: no nnU-Net peer python for config 'nnunet' (build it with "
-                                f"'bash tests/plan/make_nnunet_venv.sh', or leave nnunet out of --configs)")
+                                f"'bash tests/integration/make_nnunet_venv.sh', or leave nnunet out of --configs)")
     fine = _nnunet_fine_network() if "nnunet" in configs else {}
     volumes = [v for v in (volumes.split(",") if isinstance(volumes, str) else list(volumes)) if v]
     jobs = [(c, v) for c in configs for v in volumes]

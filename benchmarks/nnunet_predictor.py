@@ -1,6 +1,6 @@
 """Row (c) of the inference benchmark: nnU-Net v2's own predictor running the bundle's fine network, TTA off.
 
-Runs with the nnU-Net peer venv's python (``tests/plan/make_nnunet_venv.sh``: torch 2.13.0 + nnunetv2 2.8.1, no
+Runs with the nnU-Net peer venv's python (``tests/integration/make_nnunet_venv.sh``: torch 2.13.0 + nnunetv2 2.8.1, no
 MONAI), called by ``benchmarks/benchmark_inference.py`` (config ``nnunet``), one process per volume:
 
     <peer-venv>/bin/python benchmarks/nnunet_predictor.py job.json

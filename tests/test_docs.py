@@ -218,6 +218,7 @@ def test_readme_commands_cover_the_workflows():
     assert any("configs/evaluate.yaml" in files for _, files, _ in runs)
 
 
+@pytest.mark.slow  # a whole-volume inference in a subprocess: about 45 s
 def test_inference_command_runs_on_a_small_phantom(tmp_path):
     """The README's first inference command, its --image and --output_dir replaced, with --coarse_to_fine false
     (the paper's whole-volume path: about 45 s with one thread on a loaded 2-core machine)."""

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import BUNDLE
-from tests.test_bundle_workflows import assert_same_grid, bundle_run
+from tests.integration.test_bundle_workflows import assert_same_grid, bundle_run
+
+pytestmark = pytest.mark.slow  # plans, trains one epoch and infers in subprocesses
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ import torch
 
 from tests.conftest import BUNDLE, REPO
 
+pytestmark = pytest.mark.slow  # each module fixture trains the quick recipe in a subprocess (minutes)
+
 # Learning threshold. On the phantom test cases the spine occupies a few percent of the voxels (p ~ 0.02-0.05), so
 # a constant "all spine" prediction scores Dice 2p/(1+p) <= 0.1 and "no spine" scores 0; the untrained network
 # scores ~0.02 (measured). A held-out mean Dice of 0.5 can only be reached by a model that learned where the
