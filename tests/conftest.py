@@ -20,7 +20,6 @@ if str(BUNDLE) not in sys.path:
 
 from benchmarks.benchmark_inference import PEER_PYTHON  # noqa: E402  the nnU-Net peer venv's python, one default
 
-
 INTEGRATION = REPO / "tests" / "integration"
 
 

@@ -14,8 +14,15 @@ import pytest
 import torch
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
-from scripts.checkpoints import (BestModelSaver, BestScore, RNGState, RunFolderError, atomic_save, check_run_folder,
-                                 check_validation_set)
+from scripts.checkpoints import (
+    BestModelSaver,
+    BestScore,
+    RNGState,
+    RunFolderError,
+    atomic_save,
+    check_run_folder,
+    check_validation_set,
+)
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 QUICK = "['configs/train.yaml','configs/quick.yaml']"

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from monai.inferers import SlidingWindowInferer
 from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
 
 from scripts.weights_sidecar import read_sidecar
 from tests.conftest import BUNDLE

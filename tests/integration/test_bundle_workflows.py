@@ -7,7 +7,6 @@ must write per-case metrics, and inference must write masks on the input's grid.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import subprocess

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from scripts.plan.fingerprint import extract_fingerprint
 from scripts.plan.planner import bundle_view, plan_experiment
 

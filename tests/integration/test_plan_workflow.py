@@ -52,7 +52,7 @@ def test_training_uses_the_plan_and_inference_stays_on_the_input_grid(aniso, tmp
         cwd=BUNDLE,
     )
     log = proc.stdout + proc.stderr
-    line = next(l for l in log.splitlines() if "geometry from" in l)
+    line = next(ln for ln in log.splitlines() if "geometry from" in ln)
     assert "geometry from plan" in line
     spacing = [float(v) for v in re.search(r"spacing \[([^\]]+)\]", line).group(1).split(",")]
     patch = [int(v) for v in re.search(r"patch \[([^\]]+)\]", line).group(1).split(",")]

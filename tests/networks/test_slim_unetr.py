@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from benchmarks.cost import matmul_macs, thop_style_macs
-from scripts.networks import (NETWORKS, SlimUNETR, SlimUNETRPlusPlus, SlimUNETRPlusPlusLight, build_network,
-                              check_patch_size, patch_divisor)
+from scripts.networks import (
+    NETWORKS,
+    SlimUNETR,
+    SlimUNETRPlusPlus,
+    SlimUNETRPlusPlusLight,
+    build_network,
+    check_patch_size,
+    patch_divisor,
+)
 from scripts.networks.epa import EPATransformerBlock
 from scripts.networks.mednext_block import MedNeXtBlock
 from scripts.networks.sca import SpatialChannelAttention

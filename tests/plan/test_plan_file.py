@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+
 from scripts.plan.plan_file import PAPER_DEFAULTS, load_plan_or_defaults, make_plan, read_plan
 
 from . import synth

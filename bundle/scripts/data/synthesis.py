@@ -268,7 +268,7 @@ def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str |
     ``dataset.json`` (cached: a folder made with the same arguments and ``GENERATOR_VERSION`` is reused; written
     atomically), and ``synthesis_cases.json``: each case's template, draws and generation time. ``kw`` goes to
     :func:`synthesize`. Case ``i`` uses seed ``seed + i``."""
-    from .phantom import _jsonable, _save_nifti
+    from .phantom.dataset import _jsonable, _save_nifti
 
     root = Path(real_dir) if real_dir else REAL_DIR
     cases = template_cases(root)

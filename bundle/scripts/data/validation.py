@@ -185,9 +185,10 @@ def validate_case(
     spatial shape, affine equal within ``atol_mm`` (``np.allclose``; the max difference is reported), finite
     non-negative integer values, all ids of ``label_map``'s convention (None: ``"verse"``; see
     ``scripts.data.label_maps.known_ids``), and at least one vertebra after mapping (an empty label is an error). An
-    image holding only a few small non-negative integers is reported as a label mask given as the CT. A label holding the same voxel grid in another axis order/direction (e.g. a
-    y-flipped NIfTI label of a DICOM series) is accepted, since the pipeline reorients image and label alike
-    (``Orientationd``) before anything voxel-wise; the summary then has ``"label_reoriented": True``.
+    image holding only a few small non-negative integers is reported as a label mask given as the CT. A label
+    holding the same voxel grid in another axis order/direction (e.g. a y-flipped NIfTI label of a DICOM series) is
+    accepted, since the pipeline reorients image and label alike (``Orientationd``) before anything voxel-wise; the
+    summary then has ``"label_reoriented": True``.
 
     Returns a small summary: ``{"image", "label", "shape", "spacing", "hu_range"}``.
     """
