@@ -41,6 +41,7 @@ def fake_weights(path, name: str, task: str = "vertebra_instance", **info) -> Se
     return net
 
 
+@pytest.mark.slow  # parses the evaluator, which generates the default phantom set when it is not cached (47 s measured)
 @pytest.mark.parametrize("name, params", [("teacher", 1_475_345), ("student", 368_273), ("student_thin", 369_609)])
 def test_step2_network_is_one_override_away(name, params):
     p = parsed(*STEP2, network_name=name)
