@@ -61,6 +61,7 @@ def test_step2_network_is_one_override_away(name, params):
                              "threshold": 0.5, "training_record": ""}
 
 
+@pytest.mark.slow  # parses the evaluator, which generates the default phantom set when it is not cached (105 s)
 def test_heatmap_mixin_records_its_grid_and_walk_threshold():
     p = parsed(*HEATMAP)
     net = p.get_parsed_content("network_def")
