@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{left + args.reserve_s:.0f} s of the budget left: coarse training cut to {limit} s")
         cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", repr(configs), *common,
                "--output_dir", str(out / "tensorboard" / name), "--time_limit_s", str(limit),
-               f"--weights_sidecar#training_record", f"{stem}_record.json", *overrides]
+               "--weights_sidecar#training_record", f"{stem}_record.json", *overrides]
         say(f"{name} model: training for {limit} s ({' + '.join(Path(c).stem for c in configs)})")
         t0 = time.monotonic()
         rc = run_logged(cmd, out / "logs" / name, env)

@@ -1,7 +1,7 @@
 """Row (c) of the inference benchmark: nnU-Net v2's own predictor running the bundle's fine network, TTA off.
 
-Runs with the nnU-Net peer venv's python (``tests/plan/make_nnunet_venv.sh``: torch 2.13.0 + nnunetv2 2.8.1, no
-MONAI), called by ``bundle/scripts/benchmark_inference.py`` (config ``nnunet``), one process per volume:
+Runs with the nnU-Net peer venv's python (``tests/integration/make_nnunet_venv.sh``: torch 2.13.0 + nnunetv2 2.8.1, no
+MONAI), called by ``benchmarks/benchmark_inference.py`` (config ``nnunet``), one process per volume:
 
     <peer-venv>/bin/python benchmarks/nnunet_predictor.py job.json
 
@@ -102,7 +102,8 @@ def main(job_file: str) -> None:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     sys.path.insert(0, job["bundle"])
-    from scripts.benchmark_inference import bench_line  # standard library only at import: fine in this venv
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark_inference import bench_line  # standard library only at import: fine in this venv
 
     t0 = time.perf_counter()
     net = _zyx_wrapper(bundle_network(Path(job["bundle"]), Path(job["ckpt"])))

@@ -39,8 +39,7 @@ from monailabel.utils.others.generic import device_list
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:   # MONAI Label loads main.py by its file path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from request_checks import (BUNDLE_TRAIN_OPTIONS, RequestRejected, check_infer_request,  # noqa: E402
-                            check_train_request)
+from request_checks import BUNDLE_TRAIN_OPTIONS, RequestRejected, check_infer_request, check_train_request  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
 """Shared pytest fixtures: put the bundle root on sys.path (so ``scripts.*`` imports as in a bundle run)
-and locate the read-only real data in ``../shared``."""
+and locate the read-only real data in ``../shared``. Also the test tiers (markers registered in pyproject.toml):
+every test under ``tests/integration/`` is marked ``integration``, every other test ``unit``."""
 import os
 import subprocess
 import sys
@@ -17,7 +18,20 @@ REAL = SHARED / "data" / "real"
 if str(BUNDLE) not in sys.path:
     sys.path.insert(0, str(BUNDLE))
 
-from scripts.benchmark_inference import PEER_PYTHON  # noqa: E402  the nnU-Net peer venv's python, one default
+from benchmarks.benchmark_inference import PEER_PYTHON  # noqa: E402  the nnU-Net peer venv's python, one default
+
+INTEGRATION = REPO / "tests" / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tier of each test from its folder: ``integration`` under tests/integration/, ``unit`` elsewhere, unless
+    the test is marked ``integration`` itself (a peer-venv test beside the unit tests of its module). A conftest's
+    collection hook sees every collected item, so this one, at the root, serves the whole suite."""
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +59,7 @@ def one_thread():
 def peer_python() -> Path:
     """The nnU-Net peer venv's python (nnU-Net v2 itself, for the plan comparison and the inference benchmark's
     nnU-Net row); created on first use (timed), skipped only if it cannot be created."""
-    script = REPO / "tests" / "plan" / "make_nnunet_venv.sh"
+    script = REPO / "tests" / "integration" / "make_nnunet_venv.sh"
     start = time.time()
     try:
         proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1500, check=False,

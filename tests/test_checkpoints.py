@@ -14,8 +14,15 @@ import pytest
 import torch
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
-from scripts.checkpoints import (BestModelSaver, BestScore, RNGState, RunFolderError, atomic_save, check_run_folder,
-                                 check_validation_set)
+from scripts.checkpoints import (
+    BestModelSaver,
+    BestScore,
+    RNGState,
+    RunFolderError,
+    atomic_save,
+    check_run_folder,
+    check_validation_set,
+)
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 QUICK = "['configs/train.yaml','configs/quick.yaml']"
@@ -123,6 +130,7 @@ def _epoch_dice(log: str) -> dict[int, float]:
     return {int(e): float(v) for e, v in re.findall(r"Epoch\[(\d+)\] Metrics -- train_mean_dice: ([\d.]+)", log)}
 
 
+@pytest.mark.slow  # three quick-recipe trainings in subprocesses, one SIGKILLed (494 s measured)
 def test_sigkilled_training_resumes_where_it_stopped(tmp_path):
     # reference: the same run, never interrupted
     ref = subprocess.run(_train(tmp_path, "ref"), cwd=BUNDLE, env=_env(), capture_output=True, text=True, timeout=600)

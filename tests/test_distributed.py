@@ -1,7 +1,7 @@
 """scripts.distributed: the DDP run's process group is freed (worker threads joined) before the interpreter exits.
 
-A one-process gloo group checks the mechanism; tests/test_multi_gpu_train.py runs the whole mixin under torchrun
-with two processes.
+A one-process gloo group checks the mechanism; tests/integration/test_multi_gpu_train.py runs the whole mixin under
+torchrun with two processes.
 """
 from __future__ import annotations
 

@@ -218,10 +218,12 @@ def test_readme_commands_cover_the_workflows():
     assert any("configs/evaluate.yaml" in files for _, files, _ in runs)
 
 
+@pytest.mark.slow  # a whole-volume inference in a subprocess: about 45 s
 def test_inference_command_runs_on_a_small_phantom(tmp_path):
     """The README's first inference command, its --image and --output_dir replaced, with --coarse_to_fine false
     (the paper's whole-volume path: about 45 s with one thread on a loaded 2-core machine)."""
     import nibabel as nib
+
     from scripts.data.phantom import write_case
 
     args = next(c for c in RUN_COMMANDS if parse_run(c)[1] == ["configs/inference.yaml"])

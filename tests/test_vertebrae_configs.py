@@ -41,6 +41,7 @@ def fake_weights(path, name: str, task: str = "vertebra_instance", **info) -> Se
     return net
 
 
+@pytest.mark.slow  # parses the evaluator, which generates the default phantom set when it is not cached (47 s measured)
 @pytest.mark.parametrize("name, params", [("teacher", 1_475_345), ("student", 368_273), ("student_thin", 369_609)])
 def test_step2_network_is_one_override_away(name, params):
     p = parsed(*STEP2, network_name=name)
@@ -60,6 +61,7 @@ def test_step2_network_is_one_override_away(name, params):
                              "threshold": 0.5, "training_record": ""}
 
 
+@pytest.mark.slow  # parses the evaluator, which generates the default phantom set when it is not cached (105 s)
 def test_heatmap_mixin_records_its_grid_and_walk_threshold():
     p = parsed(*HEATMAP)
     net = p.get_parsed_content("network_def")
@@ -116,6 +118,44 @@ def test_step2_training_samples_have_ct_and_memory_channels():
         mem = s["image"][1]
         assert set(torch.unique(mem).tolist()) <= {0.0, 1.0}                      # memory stays binary (nearest)
         assert s["label"].sum() > 0 and not (mem.bool() & s["label"][0].bool()).any()
+
+
+def test_step2_sampler_oversamples_the_rare_levels_of_the_training_scans(tmp_path):
+    """``rare_level_oversampling`` (configs/vertebrae_train.yaml, one of train#handlers): at the training's start it
+    gives the step 2 sampler the paper's weights max_count / count(r), r's count being the training scans that hold
+    it, so a rare level is drawn more often; ``--oversample_rare_levels false`` leaves the draws uniform."""
+    from types import SimpleNamespace
+
+    import nibabel as nib
+
+    held = {"a": (20, 21), "b": (20, 21), "c": (28, 20, 21), "d": (20,)}  # L1 in all 4 scans, L2 in 3, T13 in 1
+    items = []
+    for case, ids in held.items():
+        lab = np.zeros((6, 6, 3 * len(ids)), np.int16)
+        for k, vid in enumerate(ids):
+            lab[..., 3 * k:3 * k + 3] = vid
+        nib.save(nib.Nifti1Image(lab, np.eye(4)), str(tmp_path / f"{case}.nii.gz"))
+        items.append({"image": str(tmp_path / f"{case}.nii.gz"), "label": str(tmp_path / f"{case}.nii.gz"),
+                      "label_map": "verse"})
+    trainer = SimpleNamespace(data_loader=SimpleNamespace(dataset=SimpleNamespace(data=items)))
+
+    p = parsed(*STEP2, patch_size=[32, 32, 64])
+    assert "@rare_level_oversampling" in p["train#handlers"]
+    handler, sampler = p.get_parsed_content("rare_level_oversampling"), p.get_parsed_content("train#patch_sampler")
+    assert handler.sampler is sampler and sampler.level_weights == {}      # nothing read while parsing
+    handler(trainer)                                                       # Events.STARTED
+    assert sampler.level_weights == {20: 1.0, 21: pytest.approx(4 / 3), 28: 4.0}
+    # one scan holding all three (T13 above L1 above L2): T13 is drawn 4 / (1 + 4/3 + 4) = 63 % of the time, not 33 %
+    lab = torch.zeros(1, 40, 40, 100, dtype=torch.int16)
+    for k, vid in enumerate((28, 20, 21)):
+        lab[0, 12:28, 12:28, 80 - 30 * k:96 - 30 * k] = vid
+    sampler.set_random_state(0)
+    draws = [s["vertebra_id"] for _ in range(150) for s in sampler({"image": lab.float(), "label": lab})]  # 2 each
+    assert 0.55 <= draws.count(28) / 300 <= 0.72 and draws.count(28) > 2 * draws.count(20)
+
+    off = parsed(*STEP2, oversample_rare_levels="false")
+    off.get_parsed_content("rare_level_oversampling")(trainer)
+    assert off.get_parsed_content("train#patch_sampler").level_weights == {}
 
 
 def test_inference_takes_network_geometry_and_walk_threshold_from_the_sidecars(tmp_path):

@@ -8,9 +8,9 @@ changed record forces a doc update:
     python tools/docs_tables.py            # check: lists the blocks that differ or are missing (exit 1 if any)
     python tools/docs_tables.py --write    # rewrite the blocks; a table with no block goes at the end of Performance
 
-Records (all in ``bundle/docs/``): ``cost_cpu.json`` (``scripts.cost``), ``shipped_weights.json`` (how the shipped
+Records (all in ``bundle/docs/``): ``cost_cpu.json`` (``benchmarks/cost.py``), ``shipped_weights.json`` (how the shipped
 weights were trained and scored), ``real_ct_shipped.json`` (``benchmarks/real_ct.py``), ``data_ablation.json``
-(``benchmarks/data_ablation.py``), ``inference_speed.json`` (``scripts.benchmark_inference``), ``vertebrae_kd.json``
+(``benchmarks/data_ablation.py``), ``inference_speed.json`` (``benchmarks/benchmark_inference.py``), ``vertebrae_kd.json``
 (``benchmarks/vertebrae_kd.py``) and, when a training run is described, ``training_record.json``.
 """
 from __future__ import annotations

@@ -298,6 +298,7 @@ def test_real_datalist_validates_and_remaps(real_dir, tmp_path):
         assert out["label"].shape == out["image"].shape
 
 
+@pytest.mark.slow  # generates a phantom set (77 s measured)
 def test_phantom_dataset_round_trip(tmp_path):
     """The built-in phantom set (Decathlon layout + dataset.json) is read, split and validated like user data."""
     phantom = pytest.importorskip("scripts.data.phantom")

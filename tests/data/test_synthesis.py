@@ -66,6 +66,7 @@ def test_each_structure_at_its_hu_in_each_phase(templates, phase):
         assert abs(blood - wall) < 60
 
 
+@pytest.mark.slow  # 32 s measured
 def test_image_and_label_stay_aligned_after_deformation(templates):
     """After the random affine + elastic deformation the label lies exactly on the deformed bone, and on the image:
     >= 85 % of label voxels are above 100 HU, brighter than any soft tissue (at most 65 HU + its 8 % + 5 HU jitter);

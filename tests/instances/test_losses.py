@@ -4,8 +4,16 @@ import math
 import pytest
 import torch
 
-from scripts.instances.losses import (BoundaryWeightedFPFNLoss, DistillationLoss, DistillationPair, FPWeightRamp,
-                                      HeatmapLoss, bernoulli_kl, boundary_weights, fp_weight_ramp)
+from scripts.instances.losses import (
+    BoundaryWeightedFPFNLoss,
+    DistillationLoss,
+    DistillationPair,
+    FPWeightRamp,
+    HeatmapLoss,
+    bernoulli_kl,
+    boundary_weights,
+    fp_weight_ramp,
+)
 
 
 def _cube():

@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from scripts.instances.naming import (DEFAULT_LEVEL_MODEL, NAMED_LEVELS, assign_levels, fit_level_model, level_names,
-                                      rib_flags)
+from scripts.instances.naming import (
+    DEFAULT_LEVEL_MODEL,
+    NAMED_LEVELS,
+    assign_levels,
+    fit_level_model,
+    level_names,
+    rib_flags,
+)
 
 
 def test_volumes_alone_place_a_clear_sequence():

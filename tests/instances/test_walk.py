@@ -35,6 +35,7 @@ def phantom():
     return lab, heat
 
 
+@pytest.mark.slow  # its fixture generates a phantom (52 s measured with it)
 def test_walk_finds_every_vertebra_once_top_to_bottom_and_never_overwrites(phantom):
     lab, heat = phantom
     present = {int(v): int((lab == v).sum()) for v in torch.unique(lab) if v > 0}

@@ -3,9 +3,16 @@
 import pytest
 import torch
 
-from scripts.cost import matmul_macs, thop_style_macs
-from scripts.networks import (NETWORKS, SlimUNETR, SlimUNETRPlusPlus, SlimUNETRPlusPlusLight, build_network,
-                              check_patch_size, patch_divisor)
+from benchmarks.cost import matmul_macs, thop_style_macs
+from scripts.networks import (
+    NETWORKS,
+    SlimUNETR,
+    SlimUNETRPlusPlus,
+    SlimUNETRPlusPlusLight,
+    build_network,
+    check_patch_size,
+    patch_divisor,
+)
 from scripts.networks.epa import EPATransformerBlock
 from scripts.networks.mednext_block import MedNeXtBlock
 from scripts.networks.sca import SpatialChannelAttention

@@ -3,7 +3,7 @@ U-shaped connections, logits/gradients, and the patch-size rule."""
 import pytest
 import torch
 
-from scripts.cost import matmul_macs, thop_style_macs
+from benchmarks.cost import matmul_macs, thop_style_macs
 from scripts.networks import NETWORKS, UC3DUNet, build_network, check_patch_size, patch_divisor
 from scripts.networks.u_shaped_connection import DFi, UShapedConnection
 from tests.networks.conftest import n_params

@@ -6,6 +6,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+
 from scripts.plan.fingerprint import (
     AXIS_ORDERS,
     crop_to_nonzero,

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+
 from scripts.plan.plan_file import PAPER_DEFAULTS, load_plan_or_defaults, make_plan, read_plan
 
 from . import synth
@@ -127,6 +128,7 @@ def test_plan_yaml_runs_with_a_datalist(aniso_cases, bundle_dir, tmp_path):
     assert load_plan_or_defaults(out)["from_plan"] is True
 
 
+@pytest.mark.slow  # generates the default phantom set when it is not cached (92 s measured)
 def test_plan_yaml_default_is_the_phantom_set(bundle_dir, tmp_path):
     """With no dataset_dir/datalist the plan runs on the built-in phantom set (a small one here)."""
     from monai.bundle import ConfigWorkflow

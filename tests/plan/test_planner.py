@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from scripts.plan.planner import (
     CPU_REFERENCE_VAL_3D,
     PRESETS,

@@ -100,7 +100,7 @@ def compare_table(n: int = 4, seed: int = 0, real_image: str = str(_DEFAULT_IMAG
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("relative deviation from the real case (phantom/real - 1) for the means/sds:")
-    for name, st, t in rows[1:]:
+    for name, st, _ in rows[1:]:
         dev = {k: st[k] / ref[k] - 1 for k in ("label_mean", "label_sd", "shell_mean", "shell_sd", "soft_sd")}
         lines.append(f"- {name}: " + ", ".join(f"{k} {v:+.0%}" for k, v in dev.items())
                      + f", soft_mean {st['soft_mean'] - ref['soft_mean']:+.0f} HU")

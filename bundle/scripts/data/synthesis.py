@@ -272,7 +272,7 @@ def _set_templates(templates: dict) -> None:
 
 def _synthesize_task(task: tuple) -> dict:
     """Synthesize and write one case; its record for synthesis_cases.json."""
-    from .phantom import _save_nifti
+    from .phantom.dataset import _save_nifti
 
     template, seed, image, label, kw = task
     t0 = time.perf_counter()
@@ -290,7 +290,7 @@ def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str |
     atomically), and ``synthesis_cases.json``: each case's template, draws and generation time. ``kw`` goes to
     :func:`synthesize`. Case ``i`` uses seed ``seed + i``. ``workers`` processes write the cases (the same files;
     not part of the cache key)."""
-    from .phantom import _jsonable
+    from .phantom.dataset import _jsonable
 
     root = Path(real_dir) if real_dir else REAL_DIR
     cases = template_cases(root)

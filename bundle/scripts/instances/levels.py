@@ -5,7 +5,7 @@ T12 and L1. Walking "down" the spine therefore follows :data:`ANATOMICAL_ORDER`,
 """
 from __future__ import annotations
 
-__all__ = ["ANATOMICAL_ORDER", "LEVEL_NAME", "rank", "name", "ids_above"]
+__all__ = ["ANATOMICAL_ORDER", "LEVEL_NAME", "rank", "name"]
 
 ANATOMICAL_ORDER: tuple[int, ...] = tuple(range(1, 20)) + (28,) + tuple(range(20, 26))
 LEVEL_NAME: dict[int, str] = {
@@ -29,9 +29,3 @@ def name(vid: int) -> str:
     """Anatomical name of a VerSe id, e.g. 20 -> 'L1'."""
     rank(vid)
     return LEVEL_NAME[int(vid)]
-
-
-def ids_above(vid: int, present) -> list[int]:
-    """The ids in ``present`` that lie above ``vid`` (cranial to it), in anatomical order."""
-    r = rank(vid)
-    return sorted((int(v) for v in present if int(v) in _RANK and _RANK[int(v)] < r), key=rank)

@@ -11,7 +11,9 @@ vertebra ``r`` present in it:
   r's voxels lie inside (up to ``max_tries``, then centred on r). The shifts are those of the paper's 128^3 patch and
   scale with other patch sizes (half and a quarter of the patch);
 * ``r`` is drawn among the vertebrae of the scan with probability proportional to ``level_weights`` (the paper's
-  max_count / count(r) oversampling of rare levels; uniform when not given);
+  max_count / count(r) oversampling of rare levels, count(r) = the training scans holding level r: set at the
+  training's start by :class:`RareLevelOversampling`, configs/vertebrae_train.yaml's ``rare_level_oversampling``;
+  uniform when not given);
 * outside the scan the image is padded with ``pad_value`` (air: configs/vertebrae_train.yaml passes the HU
   window's ``b_min``) and the masks with 0.
 
@@ -20,15 +22,22 @@ orientation is the same up to an axis permutation and flip.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-from .levels import ANATOMICAL_ORDER, rank
+from ..data.datalist import load_image
+from ..data.label_maps import remap
+from ..flags import as_bool
+from .levels import ANATOMICAL_ORDER, name, rank
 
-__all__ = ["crop_with_pad", "VertebraInstancePatchd", "level_weights_from_counts"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["crop_with_pad", "VertebraInstancePatchd", "level_weights_from_counts", "count_levels", "rare_level_weights",
+           "RareLevelOversampling"]
 
 
 def crop_with_pad(arr: torch.Tensor, start: Sequence[int], size: Sequence[int], pad_value: float = 0) -> torch.Tensor:
@@ -51,6 +60,56 @@ def level_weights_from_counts(counts: Mapping[int, int]) -> dict[int, float]:
     counts = {int(k): int(v) for k, v in counts.items() if int(v) > 0}
     top = max(counts.values()) if counts else 0
     return {k: top / v for k, v in counts.items()}
+
+
+def count_levels(items: Sequence[Mapping], label_key: str = "label", label_map="verse",
+                 label_map_key: str = "label_map") -> dict[int, int]:
+    """How many of the datalist entries ``items`` hold each VerSe level (ids of :data:`ANATOMICAL_ORDER`): each
+    entry's label file is read once, its ids mapped through the entry's own ``label_map_key`` (else ``label_map``),
+    as RemapLabelsd maps them for training."""
+    counts = {v: 0 for v in ANATOMICAL_ORDER}
+    for item in items:
+        ids = np.unique(np.asarray(load_image(item[label_key])))
+        lm = item.get(label_map_key) or label_map
+        for v in {int(i) for i in np.unique(remap(ids, lm))} & set(ANATOMICAL_ORDER):
+            counts[v] += 1
+    return counts
+
+
+def rare_level_weights(items: Sequence[Mapping], label_key: str = "label", label_map="verse") -> dict[int, float]:
+    """The step 2 sampler's ``level_weights`` for the training scans ``items``: :func:`level_weights_from_counts` of
+    :func:`count_levels` (the paper's oversampling: a level held by a quarter as many scans as the commonest one gets
+    weight 4, so where both are in a scan it is drawn 4x as often)."""
+    return level_weights_from_counts(count_levels(items, label_key, label_map))
+
+
+class RareLevelOversampling:
+    """Trainer handler: at the run's start (``Events.STARTED``), set ``sampler.level_weights`` to
+    :func:`rare_level_weights` of the trainer's own training scans (``engine.data_loader.dataset.data``, the list
+    after case validation; one rank's share under DDP). At the start, not when the config is parsed: parsing a
+    config must not read (or generate) the data set. ``enabled`` false (``--oversample_rare_levels false``): the
+    sampler keeps its weights (none: uniform draws) and no label is read. It logs the scans per level."""
+
+    def __init__(self, sampler: VertebraInstancePatchd, enabled: bool = True, label_map="verse",
+                 label_key: str = "label") -> None:
+        self.sampler, self.label_map, self.label_key = sampler, label_map, label_key
+        self.enabled = as_bool(enabled, "oversample_rare_levels")   # `--oversample_rare_levels false` is text
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine) -> None:
+        if not self.enabled:
+            return
+        loader = getattr(engine, "data_loader", None) or engine.state.dataloader   # MONAI's trainer, or ignite's
+        items = loader.dataset.data
+        counts = count_levels(items, self.label_key, self.label_map)
+        self.sampler.level_weights = level_weights_from_counts(counts)
+        held = {name(v): n for v, n in counts.items() if n}
+        logger.info("step 2 draws: rare levels oversampled (max_count / count) over %d training scans, scans per "
+                    "level %s", len(items), held)
 
 
 class VertebraInstancePatchd(Randomizable, MapTransform):

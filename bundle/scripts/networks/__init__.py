@@ -12,8 +12,8 @@ from torch import nn
 
 from ..flags import as_bool
 from .context_block import ContextBlock
-from .resunet import ResUNet
 from .residual_block import ResidualBlock
+from .resunet import ResUNet
 from .slim_unetr import SlimUNETR
 from .slim_unetr_pp import SlimUNETRPlusPlus, SlimUNETRPlusPlusLight
 from .spine_context_resunet import SpineContextResUNet

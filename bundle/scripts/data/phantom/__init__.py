@@ -32,7 +32,7 @@ CLI::
 from __future__ import annotations
 
 from .acquisition import ORIENTATIONS
-from .dataset import _jsonable, _save_nifti, make_dataset, write_case
+from .dataset import make_dataset, write_case
 from .generator import GENERATOR_VERSION, generate_case
 from .structures import STRUCTURES
 from .tables import LEVEL_NAMES

@@ -8,8 +8,22 @@ import numpy as np
 
 from . import heart, metal, skeleton, viscera
 from .sdf import _frame, world_box
-from .tables import (_BODY_D, _BODY_H, _BODY_W, _CANAL_D, _CANAL_W, _DISC_H, _PED_H, _PED_W, _RIB_RX, _RIB_RY,
-                     _SAC_H, _SP_ANG, _SP_L, _TP_L)
+from .tables import (
+    _BODY_D,
+    _BODY_H,
+    _BODY_W,
+    _CANAL_D,
+    _CANAL_W,
+    _DISC_H,
+    _PED_H,
+    _PED_W,
+    _RIB_RX,
+    _RIB_RY,
+    _SAC_H,
+    _SP_ANG,
+    _SP_L,
+    _TP_L,
+)
 
 
 class _Anatomy:

@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .acquisition import (_acquire, _centroids, _check_args, _draw_scan, _grid, _label_margin_fn, _psf_sigma_mm,
-                          _reorient, _spine_range)
+from .acquisition import (
+    _acquire,
+    _centroids,
+    _check_args,
+    _draw_scan,
+    _grid,
+    _label_margin_fn,
+    _psf_sigma_mm,
+    _reorient,
+    _spine_range,
+)
 from .anatomy import _Anatomy
 from .canvas import _Canvas
 from .scene import _render

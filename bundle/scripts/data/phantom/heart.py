@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sdf import _frame, _Cap, _Ell
+from .sdf import _Cap, _Ell, _frame
 from .structures import STRUCTURES as S
 
 # chambers: world offset of the centre from the heart centre (mm, x right, y anterior, z superior), semi-axes in the

@@ -140,6 +140,17 @@ def test_files_over_the_size_limit_go_to_large_files_yml(tmp_path, probes):
     assert md5(bundle / "models" / "model.pt") == md5(SHIPPED)
 
 
+def test_release_leaves_the_dev_tools_out():
+    """Benchmarks and cost measurements are development tools in ``benchmarks/``, outside the bundle: the release's
+    file list (the zip's contents) holds none of them, under any folder."""
+    from tools.make_release import bundle_files
+
+    files = bundle_files(BUNDLE)
+    tools = {p.name for p in (REPO / "benchmarks").glob("*.py") if p.name != "__init__.py"}
+    assert {"cost.py", "benchmark_inference.py"} <= tools and "scripts/__init__.py" in files
+    assert not [f for f in files if Path(f).name in tools]
+
+
 def test_release_refuses_a_version_without_changelog_entry(tmp_path):
     from tools.make_release import make_release as release
 

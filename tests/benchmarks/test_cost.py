@@ -1,11 +1,11 @@
-"""scripts/cost.py: MAC counters, sliding-window patch count, energy arithmetic and one real (tiny) measurement."""
+"""benchmarks/cost.py: MAC counters, sliding-window patch count, energy arithmetic and one real (tiny) measurement."""
 import csv
 import json
 
 import pytest
 from torch import nn
 
-from scripts import cost
+from benchmarks import cost
 
 
 def test_thop_style_rules_on_a_hand_counted_model():
@@ -36,6 +36,7 @@ def test_energy_arithmetic():
     assert e["gco2_per_ct"] == pytest.approx(4.0)  # 0.01 kWh x 400 g/kWh
 
 
+@pytest.mark.slow  # timed forward passes in a subprocess (49 s measured)
 def test_run_measures_a_network_and_writes_the_table(tmp_path):
     report = cost.run(networks="unet3d", patch=(32, 32, 16), threads=1, warmup=0, repeats=2, ct_size_mm=(64, 64, 32),
                       cpu_power_w=50.0, grid_gco2_per_kwh=300.0, gpu=False, out=str(tmp_path / "cost"))

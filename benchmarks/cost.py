@@ -1,9 +1,9 @@
 """Computational cost of the bundle's networks: parameters, MACs, CPU (and GPU) latency, throughput, peak memory
 and an energy / CO2 estimate per CT.
 
-Usage (from the bundle root)::
+A development tool, not part of the bundle (the release zip leaves it out). Usage (from the bundle root)::
 
-    python -m scripts.cost run --patch=128,128,64 --threads=2 --warmup=1 --repeats=3 --out=docs/cost_cpu
+    python ../benchmarks/cost.py run --patch=128,128,64 --threads=2 --warmup=1 --repeats=3 --out=docs/cost_cpu
 
 writes ``docs/cost_cpu.md``, ``docs/cost_cpu.csv`` and ``docs/cost_cpu.json``. ``--networks=unet3d,uc_3d_unet``
 selects networks (default: every network of :data:`scripts.networks.NETWORKS`, built with one input and one output
@@ -52,7 +52,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-BUNDLE = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundle"
+if str(BUNDLE) not in sys.path:  # the bundle's ``scripts`` package, as in a bundle run
+    sys.path.insert(0, str(BUNDLE))
 
 DEFAULT_CPU_POWER_W = 65.0  # a typical desktop/server CPU package power under load; set your own
 DEFAULT_GPU_POWER_W = 350.0  # e.g. H100 PCIe board power; set your own
@@ -292,11 +295,12 @@ def measure_network(
 def _measure_in_subprocess(name: str, patch: Sequence[int], threads: int, warmup: int, repeats: int, gpu: bool) -> dict:
     args = json.dumps([name, list(patch), threads, warmup, repeats, gpu])
     code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); from scripts.cost import measure_network; "
-        "print('RESULT' + json.dumps(measure_network(*json.loads(sys.argv[2]))))"
+        "import json, sys; sys.path[:0] = sys.argv[1:3]; from benchmarks.cost import measure_network; "
+        "print('RESULT' + json.dumps(measure_network(*json.loads(sys.argv[3]))))"
     )
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-c", code, str(BUNDLE), args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO), str(BUNDLE), args], capture_output=True, text=True,
+                          env=env)
     if proc.returncode:
         raise RuntimeError(f"measuring {name} failed:\n{proc.stderr[-2000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
@@ -445,7 +449,8 @@ def run(
                      gpu_power_w, grid_gco2_per_kwh, gpu, timing)
         )
     settings = {
-        "command": "python -m scripts.cost " + shlex.join(sys.argv[1:]) if sys.argv and "cost" in sys.argv[0] else "",
+        "command": ("python ../benchmarks/cost.py " + shlex.join(sys.argv[1:])
+                    if sys.argv and "cost" in sys.argv[0] else ""),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),

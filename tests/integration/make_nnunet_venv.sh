@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (once) the separate virtual environment holding nnU-Net v2, the peer the plan tests compare against.
 #
-#   bash tests/plan/make_nnunet_venv.sh            # prints the venv path on its last line
+#   bash tests/integration/make_nnunet_venv.sh            # prints the venv path on its last line
 #
 # Idempotent: an existing venv whose nnunetv2 imports is reused. The venv lives outside the repository
 # (default ~/.cache/spine_ct_seg/nnunet-venv, override with SPINE_PEER_VENV).

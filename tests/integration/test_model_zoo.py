@@ -144,6 +144,7 @@ def test_torchscript_export_carries_metadata_and_matches_the_network(tmp_path, s
         torch.testing.assert_close(net(probe), shipped_net(probe), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # the dynamo ONNX export in a subprocess
 def test_onnx_export_matches_the_network_under_onnxruntime(tmp_path, shipped_net, probe):
     import onnxruntime as ort
 
@@ -207,6 +208,7 @@ def make_workflow(workflow_type: str, configs: list[str], **override):
     )
 
 
+@pytest.mark.slow  # a training epoch with validation (ConfigWorkflow)
 def test_train_workflow(tiny_dataset, tmp_path, shipped_net):
     check_workflow(make_workflow("train", ["train.yaml"], **train_overrides(tiny_dataset, tmp_path)))
     ckpt = tmp_path / "models" / "model.pt"  # best-metric checkpoint of the one epoch's validation
@@ -215,6 +217,7 @@ def test_train_workflow(tiny_dataset, tmp_path, shipped_net):
     assert any(not torch.equal(v, shipped_net.state_dict()[k]) for k, v in state.items())
 
 
+@pytest.mark.slow  # a training epoch, then the evaluation
 def test_train_evaluate_workflow(tiny_dataset, tmp_path):
     # the shipped weights on the held-out phantom; 64^3 windows (32^3 lacks the context the model was trained
     # with: measured Dice 0.03 there vs 0.84 at 64^3)

@@ -22,6 +22,8 @@ import torch
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # a torchrun training with two processes (about a minute on 2 busy cores)
+
 CONFIGS = "['bundle/configs/train.yaml','bundle/configs/quick.yaml','bundle/configs/multi_gpu_train.yaml']"
 TIMEOUT_S = 300  # a deadlock shows up as this timeout; the run takes about a minute on 2 busy cores
 RANK_LINE = re.compile(r"rank (\d) of 2: (\d+) iterations, val_mean_dice (\S+), last epoch cases (\[.*\])")

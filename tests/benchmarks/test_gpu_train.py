@@ -74,7 +74,7 @@ def test_time_limit_is_an_inline_train_handler_off_by_default():
 def test_parallel_generation_writes_the_same_phantoms(tmp_path):
     from scripts.data.phantom import make_dataset
 
-    one = make_dataset(str(tmp_path / "one"), n_train=1, n_test=1, progress=False, size_scale=0.3)
+    make_dataset(str(tmp_path / "one"), n_train=1, n_test=1, progress=False, size_scale=0.3)
     two = make_dataset(str(tmp_path / "two"), n_train=1, n_test=1, progress=False, size_scale=0.3, workers=2)
     assert (tmp_path / "one" / "dataset.json").read_text() == (tmp_path / "two" / "dataset.json").read_text()
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):

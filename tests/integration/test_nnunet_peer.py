@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from scripts.plan.fingerprint import extract_fingerprint
 from scripts.plan.planner import bundle_view, plan_experiment
 
 from .conftest import PLANNERS, VECTOR_PLANNERS
+
+pytestmark = pytest.mark.slow  # builds the nnU-Net venv on first use and runs nnU-Net's planners
 
 STATS = ("max", "mean", "median", "min", "percentile_00_5", "percentile_99_5", "std")
 PLAN_KEYS = ("spacing", "patch_size", "batch_size", "median_image_size_in_voxels", "batch_dice", "data_identifier",

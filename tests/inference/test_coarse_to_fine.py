@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from monai.inferers import SlidingWindowInferer
 from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
 
 from scripts.weights_sidecar import read_sidecar
 from tests.conftest import BUNDLE
@@ -147,6 +147,7 @@ def test_the_box_is_resampled_on_the_papers_1mm_grid_and_back(tmp_path):
     assert float(out[outside].max()) < 1e-6
 
 
+@pytest.mark.slow  # both inference paths on a phantom (159 s measured)
 def test_fast_path_mask_matches_the_papers_mask(tmp_path):
     """Shipped fine + coarse weights on a lumbar phantom on the fine model's grid (its sidecar's spacing):
     coarse-to-fine vs the paper's whole volume."""

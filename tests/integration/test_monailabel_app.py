@@ -26,7 +26,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from .conftest import BUNDLE, REPO
+from tests.conftest import BUNDLE, REPO
+
+pytestmark = pytest.mark.slow  # builds MONAI Label's venv on first use, starts a server, trains one epoch
 
 APP = REPO / "monailabel_app"
 VENV = Path(os.environ.get("SPINE_MONAILABEL_VENV", Path.home() / ".cache" / "spine_ct_seg" / "monailabel-venv"))

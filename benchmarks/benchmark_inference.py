@@ -9,7 +9,7 @@ Configurations:
   paper     ``--coarse_to_fine false``: same fine weights, whole volume at 1 mm, overlap 0.5, Gaussian.
   nnunet    nnU-Net v2's ``nnUNetPredictor`` running the same fine network and weights, TTA off (step 0.5, Gaussian),
             with nnU-Net's own I/O, preprocessing and export: ``benchmarks/nnunet_predictor.py`` in the nnU-Net peer
-            venv (``bash tests/plan/make_nnunet_venv.sh``; ``--nnunet_python`` or ``SPINE_PEER_VENV`` to point
+            venv (``bash tests/integration/make_nnunet_venv.sh``; ``--nnunet_python`` or ``SPINE_PEER_VENV`` to point
             elsewhere). Its mask has no largest-component step.
   fast      the default inference.yaml (coarse-to-fine, overlap 0.5 in the box).
   fast_o25  the fast path at overlap 0.25 (the overlap choice, measured).
@@ -18,7 +18,9 @@ Volumes: ``phantom512`` (512x512x400 voxels, 0.78x0.78x1.25 mm, generated once i
 ``ts_example_ct`` (../shared/data/real), and ``phantom512x600`` (512x512x600 voxels; fast path only by default: the
 3 GB memory check).
 
-    cd bundle && OMP_NUM_THREADS=2 python -m scripts.benchmark_inference run [--configs paper,nnunet,fast,fast_o25] \
+A development tool, not part of the bundle (the release zip leaves it out):
+
+    cd bundle && OMP_NUM_THREADS=2 python ../benchmarks/benchmark_inference.py run [--configs paper,nnunet,fast,fast_o25] \
         [--volumes phantom512,verse014,ts_example_ct,phantom512x600] [--results docs/inference_speed.json]
 """
 from __future__ import annotations
@@ -31,11 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from .data.real_cases import REAL_DIR as REAL
+BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+if str(BUNDLE) not in sys.path:  # the bundle's ``scripts`` package, as in a bundle run
+    sys.path.insert(0, str(BUNDLE))
 
-BUNDLE = Path(__file__).resolve().parents[1]
+from scripts.data.real_cases import REAL_DIR as REAL  # noqa: E402
+
 BENCH = BUNDLE / "data" / "bench"
-NNUNET_SCRIPT = BUNDLE.parent / "benchmarks" / "nnunet_predictor.py"
+NNUNET_SCRIPT = Path(__file__).resolve().parent / "nnunet_predictor.py"
 PEER_PYTHON = Path(os.environ.get("SPINE_PEER_VENV", Path.home() / ".cache" / "spine_ct_seg" / "nnunet-venv")) / "bin" / \
     "python"
 
@@ -166,7 +171,7 @@ def run(
     peer = Path(nnunet_python) if nnunet_python else PEER_PYTHON
     if "nnunet" in configs and not (peer.is_file() and NNUNET_SCRIPT.is_file()):
         raise FileNotFoundError(f"{peer}: no nnU-Net peer python for config 'nnunet' (build it with "
-                                f"'bash tests/plan/make_nnunet_venv.sh', or leave nnunet out of --configs)")
+                                f"'bash tests/integration/make_nnunet_venv.sh', or leave nnunet out of --configs)")
     fine = _nnunet_fine_network() if "nnunet" in configs else {}
     volumes = [v for v in (volumes.split(",") if isinstance(volumes, str) else list(volumes)) if v]
     jobs = [(c, v) for c in configs for v in volumes]
@@ -184,7 +189,7 @@ def run(
             mask = out / (image.name.replace(".nii.gz", "") + "_seg.nii.gz")
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
             cmd = (_nnunet_command(fine, image, mask, threads, peer) if config == "nnunet" else
-                   [sys.executable, "-m", "scripts.benchmark_inference", "one", str(image), str(out), config,
+                   [sys.executable, str(Path(__file__).resolve()), "one", str(image), str(out), config,
                     f"--threads={threads}"])
             proc = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True)
             line = [s for s in proc.stdout.splitlines() if s.startswith("BENCH ")]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import BUNDLE
-from tests.test_bundle_workflows import assert_same_grid, bundle_run
+from tests.integration.test_bundle_workflows import assert_same_grid, bundle_run
+
+pytestmark = pytest.mark.slow  # plans, trains one epoch and infers in subprocesses
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_training_uses_the_plan_and_inference_stays_on_the_input_grid(aniso, tmp
         cwd=BUNDLE,
     )
     log = proc.stdout + proc.stderr
-    line = next(l for l in log.splitlines() if "geometry from" in l)
+    line = next(ln for ln in log.splitlines() if "geometry from" in ln)
     assert "geometry from plan" in line
     spacing = [float(v) for v in re.search(r"spacing \[([^\]]+)\]", line).group(1).split(",")]
     patch = [int(v) for v in re.search(r"patch \[([^\]]+)\]", line).group(1).split(",")]

@@ -1,6 +1,6 @@
 """Run nnU-Net v2's own fingerprint extractor and planners; executed with the peer venv's python (not by pytest).
 
-    <peer-venv>/bin/python tests/plan/nnunet_peer.py job.json
+    <peer-venv>/bin/python tests/integration/nnunet_peer.py job.json
 
 ``job.json``: ``{"raw": dir, "preprocessed": dir, "results": dir, "out": result.json, "num_processes": 2,
 "fingerprint": [dataset ids], "plans": [[dataset id, planner class name], ...]}``. Datasets listed under "plans" but

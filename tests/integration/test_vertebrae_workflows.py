@@ -20,7 +20,9 @@ from scripts.data.phantom import write_case
 from scripts.instances.levels import ANATOMICAL_ORDER
 from scripts.weights_sidecar import build_network_from_sidecar, read_sidecar
 from tests.conftest import BUNDLE, REPO
-from tests.test_bundle_workflows import bundle_run
+from tests.integration.test_bundle_workflows import bundle_run
+
+pytestmark = pytest.mark.slow  # trains and runs the vertebra workflows in subprocesses
 
 
 def config_list(*names: str) -> str:

@@ -7,7 +7,6 @@ must write per-case metrics, and inference must write masks on the input's grid.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import subprocess
@@ -20,6 +19,8 @@ import pytest
 import torch
 
 from tests.conftest import BUNDLE, REPO
+
+pytestmark = pytest.mark.slow  # each module fixture trains the quick recipe in a subprocess (minutes)
 
 # Learning threshold. On the phantom test cases the spine occupies a few percent of the voxels (p ~ 0.02-0.05), so
 # a constant "all spine" prediction scores Dice 2p/(1+p) <= 0.1 and "no spine" scores 0; the untrained network

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location("real_ct", REPO / "benchmarks" / "real_ct.py")
 real_ct = importlib.util.module_from_spec(spec)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 # verse014 (10 windows at 1 mm, ~15 s): the paper row scores Dice 0.669 against the reference and the nnU-Net row
 # 0.685 (third-order resampling, no largest-component step). 0.6 leaves room for those pipeline differences; a wrong
@@ -56,7 +56,7 @@ def test_zyx_wrapper_is_the_bundle_network_on_nnunet_axes(one_thread):
 
 
 def test_run_rejects_unknown_configs_and_a_missing_peer(tmp_path):
-    from scripts.benchmark_inference import run
+    from benchmarks.benchmark_inference import run
 
     with pytest.raises(ValueError, match=r"unknown configuration\(s\) \['fastest'\]"):
         run(configs="fastest", volumes="verse014", memory_volume="")
@@ -65,10 +65,12 @@ def test_run_rejects_unknown_configs_and_a_missing_peer(tmp_path):
         run(configs="nnunet", volumes="verse014", memory_volume="", nnunet_python=str(missing))
 
 
+@pytest.mark.integration  # nnU-Net v2 in its own venv (built on first use, minutes), on a real CT
+@pytest.mark.slow
 def test_nnunet_row_on_verse014(real_dir, peer_python, tmp_path):
     import nibabel as nib
 
-    from scripts.benchmark_inference import run, volume
+    from benchmarks.benchmark_inference import run, volume
 
     results = tmp_path / "speed.json"
     run(configs="nnunet", volumes="verse014", memory_volume="", results=str(results), keep_dir=str(tmp_path / "w"),
