@@ -159,6 +159,19 @@ def test_training_table_tolerates_a_sparse_record():
     assert "| - | - | phantoms only | - | 0.500 (epoch 1, step -) |" in short and "| 1 | - | 0.500 |" in short
 
 
+def test_throughput_and_recipe_tables():
+    """One row per network and recipe with a column per memory format; one row per recipe candidate with its best
+    Dice by each CPU-hour budget (a budget it never reached shows as ``-``)."""
+    rows = [{"network": "resunet", "recipe": "iso_2mm", "spacing": [2.0] * 3, "patch": [64, 64, 64], "mode": m,
+             "s_per_step": t, "data_s_per_batch": 0.4} for m, t in (("channels_first", 7.0), ("channels_last", 6.3))]
+    table = docs_tables.train_throughput({"rows": rows})
+    assert table.splitlines()[0] == "| network | spacing, patch | channels-first s/step | channels-last s/step | data s/batch |"
+    assert table.splitlines()[2] == "| `resunet` | 2 mm, 64x64x64 | 7.00 | 6.30 | 0.40 |"
+    record = {"budgets_h": [0.25, 1.0], "candidates": [
+        {"recipe": "2 mm", "steps_per_hour": 938, "best_within_h": {"0.25": 0.647, "1.0": None}, "hours_run": 0.64}]}
+    assert docs_tables.recipes(record).splitlines()[2] == "| 2 mm | 938 | 0.647 | - | 0.64 |"
+
+
 def test_shipped_weights_record_matches_the_weights():
     record = json.loads((BUNDLE / "docs" / "shipped_weights.json").read_text())
     for rel, entry in record["weights"].items():

@@ -11,7 +11,8 @@ changed record forces a doc update:
 Records (all in ``bundle/docs/``): ``cost_cpu.json`` (``benchmarks/cost.py``), ``shipped_weights.json`` (how the shipped
 weights were trained and scored), ``real_ct_shipped.json`` (``benchmarks/real_ct.py``), ``data_ablation.json``
 (``benchmarks/data_ablation.py``), ``inference_speed.json`` (``benchmarks/benchmark_inference.py``), ``vertebrae_kd.json``
-(``benchmarks/vertebrae_kd.py``) and, when a training run is described, ``training_record.json``.
+(``benchmarks/vertebrae_kd.py``), ``recipe_curves.json`` (``benchmarks/recipe_curves.py``), ``train_throughput.json``
+(``benchmarks/train_throughput.py``) and, when a training run is described, ``training_record.json``.
 """
 from __future__ import annotations
 
@@ -164,6 +165,32 @@ def vertebrae_kd(record: Mapping) -> str:
     return _table(header, rows)
 
 
+def train_throughput(record: Mapping) -> str:
+    """Training throughput (``train_throughput.json``, ``benchmarks/train_throughput.py``): seconds per optimiser
+    step of each network and recipe in each memory format, and the data pipeline's seconds per batch."""
+    rows: dict[tuple, dict] = {}
+    for r in record["rows"]:
+        key = (r["network"], r["recipe"])
+        rows.setdefault(key, {"patch": "x".join(map(str, r["patch"])), "spacing": r["spacing"][0]})
+        rows[key][r["mode"]] = _num(r.get("s_per_step"), 2) if "s_per_step" in r else "-"
+        if "data_s_per_batch" in r:
+            rows[key]["data"] = _num(r["data_s_per_batch"], 2)
+    modes = [m for m in ("channels_first", "channels_last", "compile") if any(m in v for v in rows.values())]
+    return _table(("network", "spacing, patch", *[f"{m.replace('_', '-')} s/step" for m in modes],
+                   "data s/batch"),
+                  [(f"`{n}`", f"{v['spacing']:g} mm, {v['patch']}", *[v.get(m, "-") for m in modes],
+                    v.get("data", "-")) for (n, _), v in rows.items()])
+
+
+def recipes(record: Mapping) -> str:
+    """The CPU recipe candidates (``recipe_curves.json``, ``benchmarks/recipe_curves.py``): steps per CPU-hour and
+    the best verse014 Dice reached within each budget of CPU-hours."""
+    budgets = [str(b) for b in record["budgets_h"]]
+    return _table(("recipe", "steps/h", *[f"best Dice by {b} h" for b in budgets], "hours run"),
+                  [(c["recipe"], str(c["steps_per_hour"]), *[_num(c["best_within_h"].get(b)) for b in budgets],
+                    _num(c["hours_run"], 2)) for c in record["candidates"]])
+
+
 def _curve_points(curve: Sequence[Mapping], n: int = CURVE_ROWS) -> list[Mapping]:
     """At most ``n`` points of a validation curve: evenly spaced, with the first, the best and the last."""
     if len(curve) <= n:
@@ -235,6 +262,10 @@ def tables(docs: Path = DOCS) -> dict[str, str]:
         out["real_ct"] = real_ct(real, trained_on(docs))
     if (record := _load(docs, "training_record.json")) is not None:
         out["training"] = training(record)
+    if (recipe_curves := _load(docs, "recipe_curves.json")) is not None:
+        out["recipes"] = recipes(recipe_curves)
+    if (throughput := _load(docs, "train_throughput.json")) is not None:
+        out["train_throughput"] = train_throughput(throughput)
     if (ablation := _load(docs, "data_ablation.json")) is not None:
         out["data_ablation"] = data_ablation(ablation)
     if (speed := _load(docs, "inference_speed.json")) is not None:
