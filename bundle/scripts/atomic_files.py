@@ -38,7 +38,18 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
 
 class AtomicNibabelWriter(NibabelWriter):
     """MONAI's ``NibabelWriter`` (``SaveImaged(writer=...)``) writing through :func:`atomic_output`: a killed run leaves
-    no truncated ``_seg.nii.gz`` whose header still loads."""
+    no truncated ``_seg.nii.gz`` whose header still loads.
+
+    With ``resample=False`` (inference.yaml) the array is written as given: MONAI's writer still passes it through
+    ``SpatialResample``, whose no-op branch returns a float32 copy (1.2 GB for a 1024x1024x300 uint8 mask, the
+    inference run's peak) that ``output_dtype`` then casts back to uint8."""
+
+    @classmethod
+    def resample_if_needed(cls, data_array, affine=None, target_affine=None, output_spatial_shape=None, **kwargs):
+        if target_affine is None and output_spatial_shape is None:
+            return data_array, affine
+        return super().resample_if_needed(data_array, affine=affine, target_affine=target_affine,
+                                          output_spatial_shape=output_spatial_shape, **kwargs)
 
     def write(self, filename, verbose: bool = False, **obj_kwargs):
         with atomic_output(filename) as tmp:

@@ -8,7 +8,10 @@ one line, leaves it out, writes every good case, lists the failures at the end a
 
 The case that passes the checks but crashes while loading is a real one: a 5D NIfTI (x, y, z, 1, 1), which the checks
 accept (trailing singleton dimensions) and MONAI's ``Orientationd`` refuses ("axcodes must match data_array
-spatially").
+spatially") when the reader keeps the singletons. inference.yaml's NibabelReader now squeezes them (the file is a
+common export artefact and is segmented, see the last test), so these tests load with MONAI's plain reader list
+(``PLAIN_READERS``), the one that crashed. No other file was found that passes the checks and fails in the loader:
+the checks read every voxel, so a truncated data block is refused there ("cannot read image data").
 """
 from __future__ import annotations
 
@@ -39,6 +42,10 @@ def save_normalised(path):
     return path
 
 
+#: inference.yaml's LoadImaged readers without squeeze_non_spatial_dims: the 5D file crashes in Orientationd again
+PLAIN_READERS = ("--preprocessing#transforms#0#reader", "[PydicomReader, NibabelReader]")
+
+
 def run_inference(*args) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "SPINE_DEBUG"}
     return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
@@ -65,7 +72,7 @@ def batch(tmp_path):
 
 def test_skip_writes_the_good_cases_and_lists_the_bad(batch, tmp_path):
     out = tmp_path / "out"
-    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out))
+    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), *PLAIN_READERS)
     assert proc.returncode == EXIT_CODE == 2, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["a_good_qc.png", "a_good_seg.nii.gz", "d_good_qc.png",
                                                      "d_good_seg.nii.gz", FAILURES_FILE]   # no temporary files
@@ -87,13 +94,15 @@ def test_skip_writes_the_good_cases_and_lists_the_bad(batch, tmp_path):
 
 def test_stop_ends_the_run_at_the_first_bad_case(batch, tmp_path):
     out = tmp_path / "out"
-    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--on_error", "stop")
+    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--on_error", "stop",
+                         *PLAIN_READERS)
     assert proc.returncode == 2
     assert last_line(proc.stderr).startswith(f"{batch / 'b_normalised.nii.gz'}: intensities look normalised")
     assert not out.exists() or not any(out.iterdir())      # checked before any inference, as before
 
     (batch / "b_normalised.nii.gz").unlink()                # now the first bad case is the one that crashes later
-    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--on_error", "stop")
+    proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--on_error", "stop",
+                         *PLAIN_READERS)
     assert proc.returncode == 2
     assert last_line(proc.stderr) == (f"{batch / 'c_five_d.nii.gz'}: failed while loading: ValueError: axcodes must "
                                       f"match data_array spatially, got axcodes=3D data_array=4D (in Orientationd)")
@@ -196,3 +205,19 @@ def test_a_failure_is_named_by_its_innermost_cause_and_transform():
         raise_chain()
     assert failure_text(err.value) == "IsADirectoryError: [Errno 21] Is a directory (in SaveImaged)"
     assert failure_text(ValueError("plain")) == "ValueError: plain"
+
+
+def test_a_five_d_nifti_with_singleton_dimensions_is_segmented(tmp_path):
+    """(x, y, z, 1, 1) and (x, y, z, 1) exports load as the 3D volume they are (NibabelReader's
+    squeeze_non_spatial_dims) and get a 3D mask on their grid."""
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    save_ct(folder / "five_d.nii.gz", 2, shape=(48, 48, 32, 1, 1))
+    save_ct(folder / "four_d.nii.gz", 3, shape=(48, 48, 32, 1))
+    out = tmp_path / "out"
+    proc = run_inference("--dataset_dir", str(folder), "--output_dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("five_d", "four_d"):
+        mask = nib.load(str(out / f"{name}_seg.nii.gz"))
+        assert mask.shape == (48, 48, 32) and mask.get_data_dtype() == np.uint8
+        assert np.allclose(mask.affine, np.diag([1.5, 1.5, 2.0, 1.0]))
