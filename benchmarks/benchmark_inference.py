@@ -21,7 +21,7 @@ Volumes: ``phantom512`` (512x512x400 voxels, 0.78x0.78x1.25 mm, generated once i
 A development tool, not part of the bundle (the release zip leaves it out):
 
     cd bundle && OMP_NUM_THREADS=2 python ../benchmarks/benchmark_inference.py run [--configs paper,nnunet,fast,fast_o25] \
-        [--volumes phantom512,verse014,ts_example_ct,phantom512x600] [--results docs/inference_speed.json]
+        [--volumes phantom512,verse014,ts_example_ct,phantom512x600] [--results docs/inference_speed.json] [--merge true]
 """
 from __future__ import annotations
 
@@ -101,6 +101,12 @@ def volume(name: str) -> tuple[Path, Path, str]:
     raise ValueError(f"unknown benchmark volume '{name}'")
 
 
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
 def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
     """Child process: run inference.yaml once and print a JSON line with wall time, CPU time and peak RSS."""
     import torch
@@ -161,9 +167,12 @@ def run(
     results: str = "",
     keep_dir: str = "",
     nnunet_python: str = "",
+    merge: bool = False,
 ) -> None:
     """Run every configuration on every volume (configuration-major: all ``paper`` runs first), plus the fast path on
-    ``memory_volume`` (the 3 GB check; '' to skip); print the Markdown table."""
+    ``memory_volume`` (the 3 GB check; '' to skip); print the Markdown table. With ``merge``, the rows of ``results``
+    that this run does not repeat (other configurations, other volumes) are kept; each row names the fine weights it
+    ran with (``weights_md5``)."""
     configs = configs.split(",") if isinstance(configs, str) else list(configs)
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
@@ -177,6 +186,10 @@ def run(
     jobs = [(c, v) for c in configs for v in volumes]
     if memory_volume:
         jobs.append(("fast", memory_volume))
+    new = {(c, v) for c, v in jobs}
+    kept = [r for r in json.loads(Path(results).read_text())
+            if (r["config"], r["volume"]) not in new] if merge and results and Path(results).is_file() else []
+    weights = _md5(BUNDLE / "models" / "model.pt")
     rows = []
     with tempfile.TemporaryDirectory(prefix="spine_bench_") as tmp:
         work = Path(keep_dir) if keep_dir else Path(tmp)
@@ -201,12 +214,13 @@ def run(
             row["dice"] = dice(mask, label, label_map)
             warn = [s for s in proc.stderr.splitlines() if "coarse-to-fine" in s and "WARNING" in s]
             row["warnings"] = warn
+            row["weights_md5"] = weights  # nnunet runs the same checkpoint (_nnunet_fine_network)
             rows.append(row)
             print(f"{name:16s} {config:8s} wall {row['wall_s']:8.1f} s  cpu {row['cpu_s']:8.1f} s  "
                   f"peak RSS {row['peak_rss_mib']:7.0f} MiB  Dice {row['dice']:.4f} {' '.join(warn)}", flush=True)
             if results:
-                Path(results).write_text(json.dumps(rows, indent=1) + "\n")
-    table = _table(rows)
+                Path(results).write_text(json.dumps(kept + rows, indent=1) + "\n")
+    table = _table(kept + rows)
     print(table)
     if results:
         Path(results).with_suffix(".md").write_text(table + "\n")

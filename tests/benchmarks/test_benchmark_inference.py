@@ -83,3 +83,28 @@ def test_nnunet_row_on_verse014(real_dir, peer_python, tmp_path):
     image = nib.load(str(volume("verse014")[0]))
     mask = nib.load(str(tmp_path / "w" / "verse014_nnunet" / "sub-verse014_ct_seg.nii.gz"))
     assert mask.shape == image.shape and np.allclose(mask.affine, image.affine, atol=1e-4)
+
+
+def test_merge_keeps_the_rows_it_does_not_repeat(tmp_path, monkeypatch):
+    """``--merge true`` replaces only the (volume, config) rows it re-runs and names the weights of each new row."""
+    import subprocess
+    from types import SimpleNamespace
+
+    import benchmarks.benchmark_inference as bench
+
+    image = tmp_path / "ct.nii.gz"
+    image.write_bytes(b"")
+    monkeypatch.setattr(bench, "volume", lambda name: (image, image, "verse"))
+    monkeypatch.setattr(bench, "dice", lambda *a: 0.5)
+    line = 'BENCH {"wall_s": 1.0, "cpu_s": 2.0, "peak_rss_mib": 3.0}'
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: SimpleNamespace(returncode=0, stdout=line, stderr=""))
+    results = tmp_path / "speed.json"
+    old = [{"volume": "verse014", "config": "paper", "wall_s": 9.0, "cpu_s": 9.0, "peak_rss_mib": 9.0, "dice": 0.1},
+           {"volume": "verse014", "config": "fast", "wall_s": 8.0, "cpu_s": 8.0, "peak_rss_mib": 8.0, "dice": 0.2}]
+    results.write_text(json.dumps(old))
+    bench.run(configs="fast", volumes="verse014", memory_volume="", results=str(results), merge=True)
+    rows = json.loads(results.read_text())
+    assert [(r["config"], r["wall_s"]) for r in rows] == [("paper", 9.0), ("fast", 1.0)]
+    assert rows[1]["weights_md5"] == bench._md5(bench.BUNDLE / "models" / "model.pt") and len(rows[1]["weights_md5"]) == 32
+    bench.run(configs="fast", volumes="verse014", memory_volume="", results=str(results))  # no merge: only this run
+    assert [r["config"] for r in json.loads(results.read_text())] == ["fast"]
