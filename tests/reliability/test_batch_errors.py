@@ -221,3 +221,28 @@ def test_a_five_d_nifti_with_singleton_dimensions_is_segmented(tmp_path):
         mask = nib.load(str(out / f"{name}_seg.nii.gz"))
         assert mask.shape == (48, 48, 32) and mask.get_data_dtype() == np.uint8
         assert np.allclose(mask.affine, np.diag([1.5, 1.5, 2.0, 1.0]))
+
+
+@pytest.mark.slow  # two bundle runs of the two-step vertebra inference
+def test_vertebra_inference_skips_a_bad_case_and_writes_the_good(batch, tmp_path):
+    """configs/vertebrae_inference.yaml runs a folder like inference.yaml: the checks and the loader name the bad
+    cases, the good ones get their mask and table, the run ends with the list and exit code 2."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "SPINE_DEBUG"}
+    (batch / "c_five_d.nii.gz").unlink()
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+                           "['configs/vertebrae_inference.yaml','configs/vertebrae_quick.yaml']",
+                           "--dataset_dir", str(batch), "--output_dir", str(out)],
+                          cwd=BUNDLE, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == EXIT_CODE, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["a_good_vertebrae.csv", "a_good_vertebrae.nii.gz",
+                                                     "d_good_vertebrae.csv", "d_good_vertebrae.nii.gz", FAILURES_FILE]
+    assert last_line(proc.stderr) == (f"{out / FAILURES_FILE}: 1 of 3 cases failed and have no output (2 written to "
+                                      f"{out}); the list above is in this file")
+    assert "Traceback" not in proc.stderr
+    again = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+                            "['configs/vertebrae_inference.yaml','configs/vertebrae_quick.yaml']",
+                            "--image", str(batch / "a_good.nii.gz"), "--output_dir", str(out)],
+                           cwd=BUNDLE, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert again.returncode == EXIT_CODE
+    assert last_line(again.stderr).startswith(f"{out / 'a_good_vertebrae.nii.gz'}: exists already, from an earlier run")

@@ -17,8 +17,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from scripts.errors import EXIT_CODE, CaseFailed, NameFailingCase, final_line
 from scripts.data.validation import CaseError
+from scripts.errors import EXIT_CODE, CaseFailed, NameFailingCase, final_line
 from tests.conftest import BUNDLE
 
 

@@ -302,7 +302,7 @@ class CoarseToFineInferer(SlidingWindowInferer):
             hi[ax] = img.shape[1 + ax] if end[ax] == fine_shape[ax] else hi[ax]
         self.last_box = ([int(v) for v in lo], [int(v) for v in hi])
         back = resample(MetaTensor(prob, affine=box_affine), dst_affine=_translate(native_affine, lo),
-                        spatial_size=[int(h - l) for l, h in zip(lo, hi)]).as_tensor()
+                        spatial_size=[int(b - a) for a, b in zip(lo, hi)]).as_tensor()
         del prob
         if not self.probabilities:  # logits again, so that the post-processing's sigmoid/softmax gives them back
             back = torch.logit(back, 1e-6) if binary else torch.log(back.clamp_min(1e-6))
@@ -310,5 +310,5 @@ class CoarseToFineInferer(SlidingWindowInferer):
         out = torch.full((back.shape[0], *img.shape[1:]), bg[0], dtype=self.out_dtype)
         if not binary:
             out[0] = bg[1]  # multi-class: the background channel wins outside the box
-        out[(slice(None), *(slice(int(l), int(h)) for l, h in zip(lo, hi)))] = back.to(self.out_dtype)
+        out[(slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi)))] = back.to(self.out_dtype)
         return out
