@@ -10,7 +10,7 @@ cost if it ran in the training process (``num_workers: 0``).
 
     cd bundle && OMP_NUM_THREADS=2 python ../benchmarks/train_throughput.py run \\
         [--networks spine_context_resunet,resunet] [--recipes paper_1mm,iso_1p5mm,iso_2mm] [--steps 5] \\
-        [--modes channels_first,channels_last,compile] [--data true] [--out docs/train_throughput.json]
+        [--modes channels_first,channels_last,compile] [--data true] [--out docs/train_throughput.json] [--merge true]
 """
 from __future__ import annotations
 
@@ -99,7 +99,9 @@ def time_data(recipe: str, draws: int, num_samples: int) -> dict:
 
 
 def run(networks=None, recipes=None, modes=None, steps: int = 5, num_samples: int = 2, data: bool = True,
-        draws: int = 10, out: str = str(BUNDLE / "docs" / "train_throughput.json")) -> list[dict]:
+        draws: int = 10, out: str = str(BUNDLE / "docs" / "train_throughput.json"), merge: bool = False) -> list[dict]:
+    """Time every (recipe, network, mode) and write the record to ``out``. With ``merge``, the rows of ``out`` that
+    this run does not repeat are kept (each row says when it was measured, and the load on the cores then)."""
     import torch
 
     from scripts.flags import as_bool
@@ -110,8 +112,23 @@ def run(networks=None, recipes=None, modes=None, steps: int = 5, num_samples: in
     unknown = sorted(set(chosen) - set(RECIPES)) + sorted(set(forms) - set(MODES))
     if unknown:
         raise SystemExit(f"unknown recipe or mode {unknown}; recipes {list(RECIPES)}, modes {list(MODES)}")
-    rows = []
+    rows: list[dict] = []
     load_before = os.getloadavg()
+    kept = []
+    if as_bool(merge, "--merge") and Path(out).is_file():
+        again = {(n, r, m) for r in chosen for n in nets for m in forms}
+        kept = [r for r in json.loads(Path(out).read_text())["rows"]
+                if (r["network"], r["recipe"], r["mode"]) not in again]
+
+    def write() -> None:   # after every row: a run stopped part-way keeps what it measured
+        # the 1-minute load average before and now: other processes on the cores inflate every figure alike
+        record = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                              "python": platform.python_version(), "cpu_count": os.cpu_count(),
+                              "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
+                  "num_samples": int(num_samples), "steps": int(steps), "rows": kept + rows}
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1) + "\n")
+
     for recipe in chosen:
         spacing, patch = RECIPES[recipe]
         data_row = time_data(recipe, int(draws), int(num_samples)) if as_bool(data, "--data") else None
@@ -121,20 +138,15 @@ def run(networks=None, recipes=None, modes=None, steps: int = 5, num_samples: in
                     timing = time_steps(net, patch, mode, int(steps), int(num_samples))
                 except Exception as e:   # torch.compile needs a C++ toolchain; report, do not stop the table
                     timing = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}
-                row = {"network": net, "recipe": recipe, "spacing": spacing, "patch": patch, "mode": mode, **timing}
+                row = {"network": net, "recipe": recipe, "spacing": spacing, "patch": patch, "mode": mode, **timing,
+                       "measured": time.strftime("%Y-%m-%dT%H:%M"), "loadavg_1min_before": round(load_before[0], 2)}
                 if data_row and "s_per_step" in timing:
                     row["data_s_per_batch"] = data_row["s_per_batch"]
                     row["data_share_of_step"] = round(data_row["s_per_batch"] / (data_row["s_per_batch"]
                                                                                 + timing["s_per_step"]), 3)
                 rows.append(row)
+                write()
                 print(_fmt(row), flush=True)
-    # the 1-minute load average before and after: other processes on the cores inflate every figure alike
-    record = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "python": platform.python_version(), "cpu_count": os.cpu_count(),
-                          "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
-              "num_samples": int(num_samples), "steps": int(steps), "rows": rows}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(record, indent=1) + "\n")
     print(f"written {out}")
     return rows
 

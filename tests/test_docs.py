@@ -164,9 +164,12 @@ def test_throughput_and_recipe_tables():
     Dice by each CPU-hour budget (a budget it never reached shows as ``-``)."""
     rows = [{"network": "resunet", "recipe": "iso_2mm", "spacing": [2.0] * 3, "patch": [64, 64, 64], "mode": m,
              "s_per_step": t, "data_s_per_batch": 0.4} for m, t in (("channels_first", 7.0), ("channels_last", 6.3))]
-    table = docs_tables.train_throughput({"rows": rows})
+    table = docs_tables.train_throughput({"rows": rows}, network=None)
     assert table.splitlines()[0] == "| network | spacing, patch | channels-first s/step | channels-last s/step | data s/batch |"
     assert table.splitlines()[2] == "| `resunet` | 2 mm, 64x64x64 | 7.00 | 6.30 | 0.40 |"
+    assert len(docs_tables.train_throughput({"rows": rows}).splitlines()) == 2   # the default network only
+    cost = {"settings": {"threads": 2}, "rows": [{"network": "resunet", "params": 10, "cpu_latency_min_s": 1.5}]}
+    assert docs_tables.networks(cost, {"rows": rows}).splitlines()[2] == "| `resunet` | 10 | 1.50 | 6.30 | - |"
     record = {"budgets_h": [0.25, 1.0], "candidates": [
         {"recipe": "2 mm", "steps_per_hour": 938, "best_within_h": {"0.25": 0.647, "1.0": None}, "hours_run": 0.64}]}
     assert docs_tables.recipes(record).splitlines()[2] == "| 2 mm | 938 | 0.647 | - | 0.64 |"

@@ -67,12 +67,25 @@ def _recipe(recipe) -> str:
 
 
 # ---- one function per table -------------------------------------------------------------------------------------
-def networks(cost: Mapping) -> str:
+def networks(cost: Mapping, throughput: Mapping | None = None, recipe: str = "iso_2mm") -> str:
     """The selectable networks (``cost_cpu.json``): parameters and the CPU time of one patch (the least disturbed
-    of the repeats)."""
+    of the repeats); with ``throughput`` (``train_throughput.json``), each network's training step at ``recipe``,
+    channels-last (as trained) and compiled."""
     threads = cost.get("settings", {}).get("threads")
-    rows = [(f"`{r['network']}`", f"{r['params']:,}", _num(r["cpu_latency_min_s"], 2)) for r in cost["rows"]]
-    return _table(("network", "parameters", f"CPU s/patch ({threads} threads)"), rows)
+    steps = {(r["network"], r["mode"]): r.get("s_per_step") for r in (throughput or {}).get("rows", [])
+             if r["recipe"] == recipe}
+    header = ["network", "parameters", f"CPU s/patch ({threads} threads)"]
+    if steps:
+        spacing, patch = next((r["spacing"][0], "x".join(map(str, r["patch"])))
+                              for r in throughput["rows"] if r["recipe"] == recipe)
+        header += [f"train s/step ({spacing:g} mm, {patch})", "compiled"]
+    rows = []
+    for r in cost["rows"]:
+        row = [f"`{r['network']}`", f"{r['params']:,}", _num(r["cpu_latency_min_s"], 2)]
+        if steps:
+            row += [_num(steps.get((r["network"], m)), 2) for m in ("channels_last", "compile")]
+        rows.append(row)
+    return _table(header, rows)
 
 
 def shipped_eval(shipped: Mapping, weights: str = "models/model.pt") -> str:
@@ -165,11 +178,14 @@ def vertebrae_kd(record: Mapping) -> str:
     return _table(header, rows)
 
 
-def train_throughput(record: Mapping) -> str:
+def train_throughput(record: Mapping, network: str | None = "spine_context_resunet") -> str:
     """Training throughput (``train_throughput.json``, ``benchmarks/train_throughput.py``): seconds per optimiser
-    step of each network and recipe in each memory format, and the data pipeline's seconds per batch."""
+    step of ``network`` (``None``: every network) at each recipe in each memory format, and the data pipeline's
+    seconds per batch. The other networks' steps are a column of :func:`networks`."""
     rows: dict[tuple, dict] = {}
     for r in record["rows"]:
+        if network is not None and r["network"] != network:
+            continue
         key = (r["network"], r["recipe"])
         rows.setdefault(key, {"patch": "x".join(map(str, r["patch"])), "spacing": r["spacing"][0]})
         rows[key][r["mode"]] = _num(r.get("s_per_step"), 2) if "s_per_step" in r else "-"
@@ -254,7 +270,7 @@ def tables(docs: Path = DOCS) -> dict[str, str]:
     """Every table whose record exists in ``docs``, by block name."""
     out = {}
     if (cost := _load(docs, "cost_cpu.json")) is not None:
-        out["networks"] = networks(cost)
+        out["networks"] = networks(cost, _load(docs, "train_throughput.json"))
     if (shipped := _load(docs, "shipped_weights.json")) is not None and \
             "evaluate" in shipped["weights"].get("models/model.pt", {}):
         out["shipped_eval"] = shipped_eval(shipped)
