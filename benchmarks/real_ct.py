@@ -7,6 +7,9 @@ resampled by world coordinates, so a label on another grid, such as the DICOM ca
 
 * ``dice``, ``hd95_mm`` (``scripts.metrics.case_metrics``), ``recall``, ``pred_ml`` and ``fp_ml`` (predicted volume
   outside the reference);
+* ``fp_beyond_ref_levels_ml``, the predicted volume in the axial slices above and below the reference's levels, and
+  ``dice_in_ref_levels``, the Dice within them: a diagnosis for a reference that labels only some of the vertebrae
+  in its field of view (verse014: L1-L5, with T12 and the sacrum in view), never the benchmark's Dice;
 * with a full TotalSegmentator map: the predicted voxels on each structure of
   ``label_maps.TOTALSEG_STRUCTURES`` and ``critical_share``, the share of all predicted voxels that lie on the
   heart, aorta, kidneys, ribs, scapulae or sternum (``label_maps.OFF_TARGET_CRITICAL``);
@@ -47,8 +50,8 @@ from scripts.metrics import case_metrics  # noqa: E402
 logger = logging.getLogger("real_ct")
 
 #: the columns of the printed table, in order
-TABLE_COLUMNS = ("dice", "hd95_mm", "recall", "pred_ml", "fp_ml", "critical_share", "box_spine_share",
-                 "box_volume_share")
+TABLE_COLUMNS = ("dice", "hd95_mm", "recall", "pred_ml", "fp_ml", "fp_beyond_ref_levels_ml", "dice_in_ref_levels",
+                 "critical_share", "box_spine_share", "box_volume_share")
 
 
 # ---- geometry -------------------------------------------------------------------------------------------------
@@ -103,6 +106,12 @@ def score_case(pred, ref, spacing, organ_map=None, box=None) -> dict:
     row = {"dice": metrics["dice"], "hd95_mm": metrics["hd95_mm"], "recall": tp / n_ref if n_ref else float("nan"),
            "pred_ml": n_pred * voxel_ml, "fp_ml": (n_pred - tp) * voxel_ml, "ref_ml": n_ref * voxel_ml,
            "pred_voxels": n_pred, "ref_voxels": n_ref}
+    if n_ref:   # a reference that labels only some levels (verse014: L1-L5) counts the levels beyond it as errors
+        z = np.flatnonzero(ref.any(axis=(0, 1)))
+        slab = (slice(None), slice(None), slice(int(z[0]), int(z[-1]) + 1))
+        n_slab = int(pred[slab].sum())
+        row["fp_beyond_ref_levels_ml"] = (n_pred - n_slab) * voxel_ml
+        row["dice_in_ref_levels"] = 2.0 * tp / (n_slab + n_ref) if n_slab + n_ref else float("nan")
     if organ_map is not None:
         on = np.asarray(organ_map)[pred]
         counts = np.bincount(on.astype(np.int64).ravel(), minlength=256) if on.size else np.zeros(256, np.int64)

@@ -107,6 +107,7 @@ def alignment(pairs, threshold=None) -> dict:
             "offset_mean": float(np.mean(offsets)), "offset_max": max(offsets)}
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 @pytest.mark.parametrize("elastic", [False, True], ids=["default", "elastic_on"])
 def test_spatial_transforms_keep_image_and_label_aligned(elastic, one_thread):
     """Rotation, scaling, mirroring (and the optional elastic deformation), all at prob 1; the image-only
@@ -127,6 +128,7 @@ def test_spatial_transforms_keep_image_and_label_aligned(elastic, one_thread):
     assert res["offset_mean"] < 0.25 and res["offset_max"] < 0.6, res
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_all_transforms_keep_label_on_bright_image(one_thread):
     """Every transform at prob 1, intensity ones included (brightness/contrast/gamma rescale the image, blur and
     low resolution soften the edges; all are monotonic or local, so bone stays the brighter class).
@@ -143,6 +145,7 @@ def test_all_transforms_keep_label_on_bright_image(one_thread):
     assert res["offset_mean"] < 0.4, res
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_labels_stay_binary(one_thread):
     """Nearest(-exact) label interpolation everywhere: no fractional or new label values, no label lost."""
     for intensity, elastic in ((True, True), (False, False)):

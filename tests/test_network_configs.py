@@ -58,6 +58,7 @@ def test_vertebrae_task_gives_26_classes(network, phantom_patch):
 # uc_3d_unet (21.7 M parameters) took 48 s measured, the others under 10 s
 @pytest.mark.parametrize("network", [pytest.param(n, marks=pytest.mark.slow) if n == "uc_3d_unet" else n
                                      for n in sorted(NETWORKS)])
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_binary_task_loss_falls_in_a_short_training(network, phantom_patch):
     """--task binary (the default): 8 Adam steps on one phantom patch; the config's DiceCE loss (sigmoid/BCE form)
     must drop by at least 5 %. (The phantom v2 patch is harder than v1's: Slim UNETR++ light fell 4.6 % in 5 steps,

@@ -120,6 +120,7 @@ def test_step2_training_samples_have_ct_and_memory_channels():
         assert s["label"].sum() > 0 and not (mem.bool() & s["label"][0].bool()).any()
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_step2_sampler_oversamples_the_rare_levels_of_the_training_scans(tmp_path):
     """``rare_level_oversampling`` (configs/vertebrae_train.yaml, one of train#handlers): at the training's start it
     gives the step 2 sampler the paper's weights max_count / count(r), r's count being the training scans that hold

@@ -60,6 +60,7 @@ def test_inference_takes_its_geometry_from_the_sidecar(tmp_path):
     assert parser.get_parsed_content("coarse_spacing") == [4.0, 4.0, 4.0]   # the shipped coarse.json
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_inference_without_weights_stops_with_one_line_and_no_output(tmp_path, real_dir):
     image = real_dir / "verse014" / "sub-verse014_ct.nii.gz"
     missing = tmp_path / "none" / "model.pt"

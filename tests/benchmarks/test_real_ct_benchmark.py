@@ -42,6 +42,18 @@ def test_scores_of_a_constructed_case():
     assert row["hd95_mm"] > 0
 
 
+def test_levels_beyond_a_partial_reference_are_counted_apart():
+    """A reference that labels some levels only: what the prediction marks above or below them is reported apart,
+    with the Dice within the reference's slices beside the benchmark's Dice."""
+    shape = (20, 20, 40)                                   # RAS: axis 2 runs inferior -> superior
+    ref = _cube(shape, (5, 5, 10), (15, 15, 30))           # 10x10x20 = 2000 voxels, slices 10..29
+    pred = _cube(shape, (5, 5, 4), (15, 15, 36))           # the same column, 6 slices longer at each end
+    row = real_ct.score_case(pred, ref, spacing=(1.0, 1.0, 1.0))
+    assert row["dice"] == pytest.approx(2 * 2000 / (3200 + 2000))
+    assert row["fp_beyond_ref_levels_ml"] == pytest.approx(1200 * 1e-3)
+    assert row["dice_in_ref_levels"] == pytest.approx(1.0)
+
+
 def test_empty_prediction_scores_zero():
     ref = _cube((10, 10, 10), (2, 2, 2), (6, 6, 6))
     row = real_ct.score_case(np.zeros_like(ref), ref, (1, 1, 1), organ_map=np.zeros((10, 10, 10)))

@@ -205,6 +205,7 @@ def test_make_dataset_refuses_foreign_dir(tmp_path):
     assert (tmp_path / "x.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_realism_vs_real_case(real_dir):
     """Label/shell statistics of 1 mm lumbar phantoms are within ~35 % of the manually labelled verse014."""
     im = nib.load(real_dir / "verse014" / "sub-verse014_ct.nii.gz")

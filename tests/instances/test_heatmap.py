@@ -25,6 +25,7 @@ def test_sum_of_gaussians_is_divided_by_its_maximum():
     assert centroid_heatmap([]).max() == 0.0
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_centroids_come_from_the_label_and_are_scaled_into_the_heatmap_grid():
     lab = np.zeros((32, 32, 64), np.uint8)
     lab[10:14, 6:10, 20:30] = 20

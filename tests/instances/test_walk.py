@@ -57,6 +57,7 @@ def test_walk_finds_every_vertebra_once_top_to_bottom_and_never_overwrites(phant
         assert 2 * inter / ((inst == k).sum() + (lab == vid).sum()) > 0.99
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_start_point_is_the_top_of_the_heatmap_and_a_cold_heatmap_finds_nothing(phantom):
     lab, heat = phantom
     x, y, z = start_point(heat, 0.3)
@@ -67,6 +68,7 @@ def test_start_point_is_the_top_of_the_heatmap_and_a_cold_heatmap_finds_nothing(
         walk_spine(lab.float(), heat[:-1], oracle)
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_walk_stops_when_the_segment_leaves_the_heatmap(phantom):
     lab, heat = phantom
     cold = heat.clone()

@@ -70,6 +70,7 @@ def batch(tmp_path):
     return folder
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_skip_writes_the_good_cases_and_lists_the_bad(batch, tmp_path):
     out = tmp_path / "out"
     proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), *PLAIN_READERS)
@@ -92,6 +93,7 @@ def test_skip_writes_the_good_cases_and_lists_the_bad(batch, tmp_path):
                                                                       (str(bad_load), "loading")]
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_stop_ends_the_run_at_the_first_bad_case(batch, tmp_path):
     out = tmp_path / "out"
     proc = run_inference("--dataset_dir", str(batch), "--output_dir", str(out), "--on_error", "stop",
@@ -109,6 +111,7 @@ def test_stop_ends_the_run_at_the_first_bad_case(batch, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a_good_qc.png", "a_good_seg.nii.gz"]   # d_good never ran
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_a_case_that_fails_while_saving_is_skipped_and_leaves_nothing(batch, tmp_path):
     """A real failure in MONAI's SaveImaged: the mask's name is taken by a folder (with --overwrite true the checks
     let it through), so the atomic writer's rename fails; it leaves no temporary file and the case gets no QC
@@ -207,6 +210,7 @@ def test_a_failure_is_named_by_its_innermost_cause_and_transform():
     assert failure_text(ValueError("plain")) == "ValueError: plain"
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_a_five_d_nifti_with_singleton_dimensions_is_segmented(tmp_path):
     """(x, y, z, 1, 1) and (x, y, z, 1) exports load as the 3D volume they are (NibabelReader's
     squeeze_non_spatial_dims) and get a 3D mask on their grid."""

@@ -109,6 +109,7 @@ def test_a_dicom_input_gets_its_qc_png(series, tmp_path):
     assert red.any() and np.ptp(png[..., 1][~red]) > 50    # the mask's outline over a grey CT
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_a_bundle_run_on_a_dicom_folder_writes_mask_and_qc_png(real_dir, tmp_path):
     """Through ``monai.bundle run`` (about 12 s on a shared CPU); before, the log said "SaveQCPngd: no QC picture:
     FileNotFoundError" and only dicom_seg.nii.gz was written."""

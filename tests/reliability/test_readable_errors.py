@@ -40,6 +40,7 @@ def normalised(tmp_path):
     return bad
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_bad_inference_input_ends_with_exit_2_and_one_line(normalised, tmp_path):
     out = tmp_path / "out"
     proc = bundle_run(["--config_file", "configs/inference.yaml", "--image", str(normalised), "--output_dir", str(out)])
@@ -49,6 +50,7 @@ def test_bad_inference_input_ends_with_exit_2_and_one_line(normalised, tmp_path)
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_debug_keeps_the_traceback(normalised, tmp_path):
     proc = bundle_run(["--config_file", "configs/inference.yaml", "--image", str(normalised), "--output_dir",
                        str(tmp_path / "out")], env_extra={"SPINE_DEBUG": "1"})
@@ -56,6 +58,7 @@ def test_debug_keeps_the_traceback(normalised, tmp_path):
     assert "Traceback" in proc.stderr and str(normalised) in proc.stderr
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_training_into_a_folder_holding_a_model_stops_before_touching_it(tmp_path):
     ckpt = tmp_path / "models"
     ckpt.mkdir()

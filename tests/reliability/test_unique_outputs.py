@@ -81,6 +81,7 @@ def run_inference(*args, cwd=BUNDLE) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # quick tier: > 9 s with one thread beside a 2-thread training
 def test_inference_yaml_refuses_collisions_and_keeps_earlier_results(tmp_path):
     a, b = save_ct(tmp_path / "a" / "ct.nii.gz"), save_ct(tmp_path / "b" / "ct.nii.gz", 1)
     datalist = tmp_path / "dl.json"
