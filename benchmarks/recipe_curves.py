@@ -36,13 +36,13 @@ def candidates() -> list[dict]:
     out = []
     ablation = json.loads((DOCS / "data_ablation.json").read_text())
     row = next(r for r in ablation if r["row"] == "phantom_v2_synthesis_real")
-    out.append({"recipe": "2 mm, 64^3 patches, 1x2 per step", "spacing": row["recipe"]["spacing"],
+    out.append({"recipe": "2 mm, 64^3", "spacing": row["recipe"]["spacing"],
                 "patch": row["recipe"]["patch_size"], "source": "docs/data_ablation.json: phantom_v2_synthesis_real",
                 "validation_padding": "0 (500 HU)", "curve": ablation_curve(row)})
     run = REPO / "training_runs" / "paper_1mm_mix" / "record.json"
     if run.is_file():
         record = json.loads(run.read_text())
-        out.append({"recipe": "1 mm (the paper's), 128x128x64 patches, 1x2 per step", "spacing": [1.0, 1.0, 1.0],
+        out.append({"recipe": "1 mm, 128x128x64 (paper)", "spacing": [1.0, 1.0, 1.0],
                     "patch": [128, 128, 64], "source": "training_runs/paper_1mm_mix/record.json",
                     "validation_padding": "edge voxels (replicate)", "curve": record_curve(record)})
     for c in out:

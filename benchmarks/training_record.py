@@ -27,16 +27,18 @@ def _seconds(h: str, m: str, s: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def parse_log(text: str, steps_per_epoch: int) -> dict:
-    """Curve, hours and segments from the text of ``train.log`` (progress-bar carriage returns allowed)."""
+def parse_log(text: str, steps_per_epoch: int, paused_s: dict | None = None) -> dict:
+    """Curve, hours and segments from the text of ``train.log`` (progress-bar carriage returns allowed).
+    ``paused_s``: ``{epoch: seconds}`` the process was stopped (SIGSTOP) within that epoch, taken off its time."""
+    paused = {int(k): float(v) for k, v in (paused_s or {}).items()}
     curve: dict[int, dict] = {}
     seconds, segments, lr = 0.0, [], None
     for line in text.replace("\r", "\n").splitlines():
         if m := _RESUME.search(line):
             segments.append({"resumed_at_epoch": int(m.group(1)), "iteration": int(m.group(2))})
         elif m := _DONE.search(line):
-            seconds += _seconds(*m.groups()[1:])
             epoch = int(m.group(1))
+            seconds += _seconds(*m.groups()[1:]) - paused.pop(epoch, 0.0)
             if epoch in curve:
                 curve[epoch]["hours"] = round(seconds / 3600, 4)
         elif m := _VAL_DONE.search(line):
@@ -56,15 +58,17 @@ def parse_log(text: str, steps_per_epoch: int) -> dict:
             "best": {k: best[k] for k in ("epoch", "step", "val_dice")} if best else None, "val_curve": points}
 
 
-def make(run_dir: str, steps_per_epoch: int = 100, out: str | None = None, **extra) -> dict:
-    """Write ``<run_dir>/record.json`` (or ``out``) from ``<run_dir>/train.log``; ``extra`` keys are added."""
+def make(run_dir: str, steps_per_epoch: int = 100, out: str | None = None, paused_s: dict | None = None,
+         **extra) -> dict:
+    """Write ``<run_dir>/record.json`` (or ``out``) from ``<run_dir>/train.log``; ``extra`` keys are added.
+    ``paused_s`` (``{epoch: seconds}``): time the run was stopped for other measurements, not counted as training."""
     run = Path(run_dir)
     log = run / "train.log"
     if not log.is_file():
         raise SystemExit(f"{log}: no training log")
     record = {"run": run.name, "command": (run / "command.sh").read_text() if (run / "command.sh").is_file() else "",
-              "steps_per_epoch": int(steps_per_epoch), **extra,
-              **parse_log(log.read_text(errors="replace"), int(steps_per_epoch))}
+              "steps_per_epoch": int(steps_per_epoch), **({"paused_s": paused_s} if paused_s else {}), **extra,
+              **parse_log(log.read_text(errors="replace"), int(steps_per_epoch), paused_s)}
     path = Path(out) if out else run / "record.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     b = record["best"]

@@ -135,7 +135,11 @@ def _data_label(row: Mapping) -> str:
 
 
 def data_ablation(rows: Sequence[Mapping]) -> str:
-    """The data ablation (``data_ablation.json``): Dice per real case for each training data mix."""
+    """The data ablation (``data_ablation.json``): Dice per real case for each training data mix made by the newest
+    phantom generator of the record (the rows of earlier generators, which the bundle no longer makes, stay in the
+    record)."""
+    newest = max((r.get("phantom_generator_version") or 0 for r in rows), default=0)
+    rows = [r for r in rows if not r["mix_weights"].get("phantom") or (r.get("phantom_generator_version") or 0) == newest]
     cases = list(rows[0]["benchmark"])
     table = [[_data_label(r), *(_num(r["benchmark"].get(c, {}).get("dice")) for c in cases)] for r in rows]
     return _table(("training data", *cases), table)
@@ -202,7 +206,7 @@ def recipes(record: Mapping) -> str:
     """The CPU recipe candidates (``recipe_curves.json``, ``benchmarks/recipe_curves.py``): steps per CPU-hour and
     the best verse014 Dice reached within each budget of CPU-hours."""
     budgets = [str(b) for b in record["budgets_h"]]
-    return _table(("recipe", "steps/h", *[f"best Dice by {b} h" for b in budgets], "hours run"),
+    return _table(("recipe (1x2 patches/step)", "steps/h", *[f"by {b} h" for b in budgets], "hours run"),
                   [(c["recipe"], str(c["steps_per_hour"]), *[_num(c["best_within_h"].get(b)) for b in budgets],
                     _num(c["hours_run"], 2)) for c in record["candidates"]])
 

@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from training_record import parse_log  # noqa: E402
 
@@ -30,3 +32,11 @@ def test_record_of_a_resumed_run():
         (1, 100, 0.6, None), (2, 200, 0.7, 0.001)]
     assert rec["best"] == {"epoch": 2, "step": 200, "val_dice": 0.7}
     assert rec["val_curve"][0]["hours"] == round((600 + 36) / 3600, 4)       # through epoch 1 and its validation
+
+
+def test_paused_seconds_are_not_training_time():
+    full = parse_log(LOG, steps_per_epoch=100)
+    paused = parse_log(LOG, steps_per_epoch=100, paused_s={2: 300})
+    assert paused["machine_hours"] == pytest.approx(full["machine_hours"] - 300 / 3600, abs=1e-3)
+    assert paused["val_curve"][0]["hours"] == pytest.approx(full["val_curve"][0]["hours"], abs=1e-4)  # before the pause
+    assert paused["val_curve"][1]["hours"] == pytest.approx(full["val_curve"][1]["hours"] - 300 / 3600, abs=1e-4)
