@@ -13,6 +13,7 @@ Configurations:
             elsewhere). Its mask has no largest-component step.
   fast      the default inference.yaml (coarse-to-fine, overlap 0.5 in the box).
   fast_o25  the fast path at overlap 0.25 (the overlap choice, measured).
+  fast_aligned  the fast path with its box on the whole-volume window grid (``align_windows``).
 
 Volumes: ``phantom512`` (512x512x400 voxels, 0.78x0.78x1.25 mm, generated once into data/bench/), ``verse014`` and
 ``ts_example_ct`` (../shared/data/real), and ``phantom512x600`` (512x512x600 voxels; fast path only by default: the
@@ -48,6 +49,7 @@ CONFIGS = {
     "paper": {"coarse_to_fine": False},
     "fast": {},
     "fast_o25": {"sw_overlap": 0.25},  # the fast path with a sparser fine window: the Dice cost of that choice
+    "fast_aligned": {"inferer#align_windows": True},  # the box on the paper path's window grid: its Dice, its cost
     "nnunet": None,  # not inference.yaml: nnU-Net's predictor in its own venv (see _nnunet_command)
 }
 
