@@ -24,6 +24,9 @@ prediction has no reference (false positive), green where the reference was miss
         [--coarse_checkpoint models/coarse.pt] [--coarse_to_fine false] [--cases verse014,lidc_chest] \\
         [--out_dir eval/real_ct] [--spacing "[2,2,2]" --patch_size "[96,96,64]"  # any inference.yaml key]
 
+``ceiling`` runs no model: it gives each reference's Dice with itself after a round trip through coarser voxels, the
+best any model predicting at that spacing can score (``--spacings "[1,1.5,2]"``).
+
 verse014 is the development validation case: it is never trained on. The other cases' figures are sanity figures
 for models that trained on them.
 """
@@ -131,6 +134,48 @@ def overlay_labels(pred, ref) -> np.ndarray:
     green and yellow."""
     pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
     return (pred.astype(np.uint8) + 2 * ref.astype(np.uint8)).astype(np.uint8)
+
+
+def round_trip_dice(ref, affine, spacing_mm: float) -> float:
+    """Dice of a reference mask with itself after a round trip through ``spacing_mm`` isotropic voxels: resampled
+    there (MONAI ``Spacing``, bilinear on the 0/1 mask, as a model's probabilities at that spacing), back onto its own
+    grid (bilinear, as inference.yaml's ``Invertd`` of the probabilities) and thresholded at 0.5. It is the best Dice
+    any model that predicts at that spacing can reach on the case."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import Spacing, SpatialResample
+
+    ref = np.asarray(ref) != 0
+    src = MetaTensor(torch.as_tensor(ref.astype(np.float32))[None], affine=torch.as_tensor(affine, dtype=torch.float64))
+    low = Spacing(pixdim=(float(spacing_mm),) * 3, mode="bilinear")(src)
+    back = SpatialResample(mode="bilinear")(low, dst_affine=src.affine, spatial_size=ref.shape)
+    out = back.as_tensor().numpy()[0] > 0.5
+    total = int(out.sum()) + int(ref.sum())
+    return 2.0 * int(np.count_nonzero(out & ref)) / total if total else float("nan")
+
+
+def ceiling(spacings: str | list | tuple = (1.0, 1.5, 2.0), cases: str | list | tuple | None = None,
+            real_dir: str | None = None, results: str | None = None) -> list[dict]:
+    """The resolution ceiling: :func:`round_trip_dice` of every case's reference at each spacing, one row per case
+    (no model runs). ``python ../benchmarks/real_ct.py ceiling [--spacings "[1,1.5,2,3]"] [--results F.json]``."""
+    root = Path(real_dir) if real_dir else REAL_DIR
+    names = [n for n in cases.split(",") if n] if isinstance(cases, str) else list(cases or [])
+    values = [float(v) for v in (spacings.split(",") if isinstance(spacings, str) else spacings)]
+    rows = []
+    for case in available_cases(root, names or None):
+        if case.path("label", root).is_dir() or not case.path("image", root).is_file():
+            continue   # the reference must lie on the image's grid: the DICOM case's label does not
+        arr, affine, native = canonical(case.path("label", root))
+        ref = remap(np.asarray(arr).astype(np.int32), case.label_map, binary=True)
+        rows.append({"case": case.name, "native_spacing_mm": [round(v, 4) for v in native],
+                     **{f"dice_at_{v:g}mm": round(round_trip_dice(ref, affine, v), 4) for v in values}})
+        print(" | ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    if results:
+        Path(results).write_text(json.dumps({"what": ceiling.__doc__.split(":")[0] + ": Dice of each reference with "
+                                             "itself after a bilinear round trip through isotropic voxels",
+                                             "command": f"cd bundle && python ../benchmarks/real_ct.py ceiling "
+                                                        f"--spacings \"{values}\"", "cases": rows}, indent=1))
+    return rows
 
 
 # ---- inference ------------------------------------------------------------------------------------------------
@@ -263,7 +308,12 @@ def main(**kwargs) -> None:
     run(**kwargs)
 
 
+def ceiling_main(**kwargs) -> None:
+    """The command line's ``ceiling``: :func:`ceiling` without echoing its rows."""
+    ceiling(**kwargs)
+
+
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"run": main})
+    fire.Fire({"run": main, "ceiling": ceiling_main})

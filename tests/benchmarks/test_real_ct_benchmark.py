@@ -42,6 +42,17 @@ def test_scores_of_a_constructed_case():
     assert row["hd95_mm"] > 0
 
 
+def test_round_trip_ceiling_is_exact_on_the_native_grid_and_loses_thin_parts_at_coarse_voxels():
+    shape = (40, 40, 40)
+    block = _cube(shape, (8, 8, 8), (32, 32, 32))       # 24 mm thick at 1 mm voxels
+    plate = _cube(shape, (8, 8, 19), (32, 32, 21))      # 2 mm thick
+    affine = np.eye(4)
+    assert real_ct.round_trip_dice(block, affine, 1.0) == pytest.approx(1.0)
+    assert real_ct.round_trip_dice(block, affine, 2.0) > 0.93   # at most the one face layer between two samples
+    assert real_ct.round_trip_dice(plate, affine, 1.0) == pytest.approx(1.0)
+    assert real_ct.round_trip_dice(plate, affine, 4.0) < 0.8   # a 2 mm plate does not survive 4 mm voxels
+
+
 def test_levels_beyond_a_partial_reference_are_counted_apart():
     """A reference that labels some levels only: what the prediction marks above or below them is reported apart,
     with the Dice within the reference's slices beside the benchmark's Dice."""
