@@ -136,6 +136,14 @@ def overlay_labels(pred, ref) -> np.ndarray:
     return (pred.astype(np.uint8) + 2 * ref.astype(np.uint8)).astype(np.uint8)
 
 
+def _chosen_cases(cases, real_dir):
+    """``(root, cases)``: the real-data folder and the available cases named by ``--cases`` (comma text or list;
+    none = all)."""
+    root = Path(real_dir) if real_dir else REAL_DIR
+    names = [n for n in cases.split(",") if n] if isinstance(cases, str) else list(cases or [])
+    return root, available_cases(root, names or None)
+
+
 def round_trip_dice(ref, affine, spacing_mm: float) -> float:
     """Dice of a reference mask with itself after a round trip through ``spacing_mm`` isotropic voxels: resampled
     there (MONAI ``Spacing``, bilinear on the 0/1 mask, as a model's probabilities at that spacing), back onto its own
@@ -158,11 +166,10 @@ def ceiling(spacings: str | list | tuple = (1.0, 1.5, 2.0), cases: str | list | 
             real_dir: str | None = None, results: str | None = None) -> list[dict]:
     """The resolution ceiling: :func:`round_trip_dice` of every case's reference at each spacing, one row per case
     (no model runs). ``python ../benchmarks/real_ct.py ceiling [--spacings "[1,1.5,2,3]"] [--results F.json]``."""
-    root = Path(real_dir) if real_dir else REAL_DIR
-    names = [n for n in cases.split(",") if n] if isinstance(cases, str) else list(cases or [])
+    root, chosen = _chosen_cases(cases, real_dir)
     values = [float(v) for v in (spacings.split(",") if isinstance(spacings, str) else spacings)]
     rows = []
-    for case in available_cases(root, names or None):
+    for case in chosen:
         if case.path("label", root).is_dir() or not case.path("image", root).is_file():
             continue   # the reference must lie on the image's grid: the DICOM case's label does not
         arr, affine, native = canonical(case.path("label", root))
@@ -259,9 +266,7 @@ def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint
     coarse_to_fine = as_bool(coarse_to_fine, "--coarse_to_fine")   # the command line gives the text "false"
     if threads:
         torch.set_num_threads(int(threads))
-    root = Path(real_dir) if real_dir else REAL_DIR
-    names = [n for n in cases.split(",") if n] if isinstance(cases, str) else list(cases or [])
-    chosen = available_cases(root, names or None)
+    root, chosen = _chosen_cases(cases, real_dir)
     if not chosen:
         raise SystemExit(f"{root}: no labelled real CT found (set SPINE_SHARED_DIR)")
     for what, path in (("--checkpoint", checkpoint), ("--coarse_checkpoint", coarse_checkpoint if coarse_to_fine else "")):
