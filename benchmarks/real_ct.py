@@ -32,6 +32,7 @@ for models that trained on them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -296,7 +297,8 @@ def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint
         panels.append(qc_row(ct, pred, ref, spacing, f"{case.name}  Dice {row['dice']:.3f}  recall {row['recall']:.3f}"
                                                      f"  FP {row['fp_ml']:.0f} ml"))
         print(f"{case.name}: Dice {row['dice']:.3f} ({seconds:.1f} s)", flush=True)
-    record = {"checkpoint": str(checkpoint), "coarse_checkpoint": str(coarse_checkpoint) if coarse_to_fine else None,
+    record = {"checkpoint": str(checkpoint), "checkpoint_md5": hashlib.md5(Path(checkpoint).read_bytes()).hexdigest(),
+              "coarse_checkpoint": str(coarse_checkpoint) if coarse_to_fine else None,
               "coarse_to_fine": bool(coarse_to_fine), "overrides": {k: v for k, v in overrides.items()},
               "real_dir": str(root), "cases": rows}
     results_path = Path(results) if results else out / "real_ct.json"

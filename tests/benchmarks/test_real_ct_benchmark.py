@@ -1,7 +1,9 @@
 """benchmarks/real_ct.py: its figures on tiny constructed cases whose answers are known by hand, its world-space
 label resampling, and one end-to-end run of the bundle's inference on a constructed case laid out as a real one."""
+import hashlib
 import importlib.util
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -92,7 +94,7 @@ def test_labels_on_another_grid_are_compared_in_world_space(tmp_path):
 
 def test_end_to_end_on_a_constructed_case(tmp_path, bundle_dir):
     """A phantom laid out as the registry's tptbox case: the JSON's Dice equals the Dice of the written mask against
-    the label, the mask keeps the input's grid, and the montage is written."""
+    the label, the record names the weights by md5, the mask keeps the input's grid, and the montage is written."""
     from scripts.data.phantom import write_case
     from scripts.data.real_cases import REAL_CASES
 
@@ -105,6 +107,7 @@ def test_end_to_end_on_a_constructed_case(tmp_path, bundle_dir):
                        spacing=[2.0, 2.0, 2.0], patch_size=[64, 64, 32], threads=1)
     record = json.loads((out / "real_ct.json").read_text())
     assert [r["case"] for r in record["cases"]] == ["tptbox_ct_crop"] == [r["case"] for r in rows]
+    assert record["checkpoint_md5"] == hashlib.md5(Path(record["checkpoint"]).read_bytes()).hexdigest()
     mask_img = nib.load(out / "masks" / "tptbox_ct_crop_seg.nii.gz")
     lab_img = nib.load(label)
     assert mask_img.shape == lab_img.shape and np.allclose(mask_img.affine, lab_img.affine, atol=1e-4)
