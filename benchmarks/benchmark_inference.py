@@ -39,6 +39,7 @@ if str(BUNDLE) not in sys.path:  # the bundle's ``scripts`` package, as in a bun
     sys.path.insert(0, str(BUNDLE))
 
 from scripts.data.real_cases import REAL_DIR as REAL  # noqa: E402
+from scripts.file_digest import file_md5  # noqa: E402
 
 BENCH = BUNDLE / "data" / "bench"
 NNUNET_SCRIPT = Path(__file__).resolve().parent / "nnunet_predictor.py"
@@ -101,12 +102,6 @@ def volume(name: str) -> tuple[Path, Path, str]:
         d = REAL / "ts_example_ct"
         return d / "example_ct.nii.gz", d / "totalseg_spine_only.nii.gz", "totalseg"
     raise ValueError(f"unknown benchmark volume '{name}'")
-
-
-def _md5(path: Path) -> str:
-    import hashlib
-
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def one(image: str, output_dir: str, config: str, threads: int = 2) -> None:
@@ -191,7 +186,8 @@ def run(
     new = {(c, v) for c, v in jobs}
     kept = [r for r in json.loads(Path(results).read_text())
             if (r["config"], r["volume"]) not in new] if merge and results and Path(results).is_file() else []
-    weights = _md5(BUNDLE / "models" / "model.pt")
+    model = BUNDLE / "models" / "model.pt"
+    weights = file_md5(model) if model.is_file() else ""
     rows = []
     with tempfile.TemporaryDirectory(prefix="spine_bench_") as tmp:
         work = Path(keep_dir) if keep_dir else Path(tmp)

@@ -32,7 +32,6 @@ for models that trained on them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ if str(BUNDLE) not in sys.path:
 
 from scripts.data.label_maps import OFF_TARGET_CRITICAL, TOTALSEG_STRUCTURES, remap  # noqa: E402
 from scripts.data.real_cases import REAL_DIR, available_cases  # noqa: E402
+from scripts.file_digest import file_md5  # noqa: E402
 from scripts.metrics import case_metrics  # noqa: E402
 
 logger = logging.getLogger("real_ct")
@@ -297,7 +297,7 @@ def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint
         panels.append(qc_row(ct, pred, ref, spacing, f"{case.name}  Dice {row['dice']:.3f}  recall {row['recall']:.3f}"
                                                      f"  FP {row['fp_ml']:.0f} ml"))
         print(f"{case.name}: Dice {row['dice']:.3f} ({seconds:.1f} s)", flush=True)
-    record = {"checkpoint": str(checkpoint), "checkpoint_md5": hashlib.md5(Path(checkpoint).read_bytes()).hexdigest(),
+    record = {"checkpoint": str(checkpoint), "checkpoint_md5": file_md5(checkpoint),
               "coarse_checkpoint": str(coarse_checkpoint) if coarse_to_fine else None,
               "coarse_to_fine": bool(coarse_to_fine), "overrides": {k: v for k, v in overrides.items()},
               "real_dir": str(root), "cases": rows}

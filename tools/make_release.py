@@ -18,10 +18,10 @@ The version comes from ``configs/metadata.json``; it must have a changelog entry
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -35,6 +35,10 @@ LARGE_FILE_URL = "https://example.invalid/{name}/v{version}/{path}"  # placehold
 EXCLUDED_DIRS = ("data", "eval", "runs", "models/quick")
 EXCLUDED_PARTS = ("__pycache__", ".pytest_cache", ".ipynb_checkpoints")
 JSON_CONFIGS = ("inference",)
+
+if str(ROOT / "bundle") not in sys.path:  # the bundle's ``scripts`` package, as in a bundle run
+    sys.path.insert(0, str(ROOT / "bundle"))
+from scripts.file_digest import file_md5  # noqa: E402
 
 
 def release_version(bundle_dir: Path) -> str:
@@ -87,14 +91,6 @@ def bundle_files(bundle_dir: str | os.PathLike) -> list[str]:
     return sorted(files)
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_release(
     bundle_dir: str = str(ROOT / "bundle"),
     out_dir: str = str(ROOT / "dist"),
@@ -119,7 +115,7 @@ def make_release(
         if path.stat().st_size > limit:
             url = large_file_url.format(name=name, version=version, path=rel)
             large = [e for e in large if e.get("path") != rel]
-            large.append({"path": rel, "url": url, "hash_val": _md5(path), "hash_type": "md5"})
+            large.append({"path": rel, "url": url, "hash_val": file_md5(path), "hash_type": "md5"})
         else:
             kept.append(rel)
 

@@ -105,6 +105,6 @@ def test_merge_keeps_the_rows_it_does_not_repeat(tmp_path, monkeypatch):
     bench.run(configs="fast", volumes="verse014", memory_volume="", results=str(results), merge=True)
     rows = json.loads(results.read_text())
     assert [(r["config"], r["wall_s"]) for r in rows] == [("paper", 9.0), ("fast", 1.0)]
-    assert rows[1]["weights_md5"] == bench._md5(bench.BUNDLE / "models" / "model.pt") and len(rows[1]["weights_md5"]) == 32
+    assert rows[1]["weights_md5"] == bench.file_md5(bench.BUNDLE / "models" / "model.pt") and len(rows[1]["weights_md5"]) == 32
     bench.run(configs="fast", volumes="verse014", memory_volume="", results=str(results))  # no merge: only this run
     assert [r["config"] for r in json.loads(results.read_text())] == ["fast"]
