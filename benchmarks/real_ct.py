@@ -13,6 +13,10 @@ resampled by world coordinates, so a label on another grid, such as the DICOM ca
 * with a full TotalSegmentator map: the predicted voxels on each structure of
   ``label_maps.TOTALSEG_STRUCTURES`` and ``critical_share``, the share of all predicted voxels that lie on the
   heart, aorta, kidneys, ribs, scapulae or sternum (``label_maps.OFF_TARGET_CRITICAL``);
+* ``fp_components``: the largest connected false-positive regions (26-connected), each with its volume, mean HU,
+  median distance to the reference, axial position against the reference's levels (``above``, ``below``,
+  ``within``), the TotalSegmentator structure under most of it (with a full map) and ``dice_without``, the case's
+  Dice had that region not been predicted: where the Dice is lost, in figures;
 * on the fast path: ``box_spine_share`` (share of the reference spine inside the coarse box) and
   ``box_volume_share`` (the box's share of the volume).
 
@@ -53,6 +57,9 @@ from scripts.metrics import case_metrics  # noqa: E402
 
 logger = logging.getLogger("real_ct")
 
+#: how many false-positive regions each case reports, largest first
+FP_COMPONENTS = 3
+
 #: the columns of the printed table, in order
 TABLE_COLUMNS = ("dice", "hd95_mm", "recall", "pred_ml", "fp_ml", "fp_beyond_ref_levels_ml", "dice_in_ref_levels",
                  "critical_share", "box_spine_share", "box_volume_share")
@@ -92,7 +99,50 @@ def load_image_canonical(path: str | os.PathLike):
 
 
 # ---- scoring --------------------------------------------------------------------------------------------------
-def score_case(pred, ref, spacing, organ_map=None, box=None) -> dict:
+def _structure_name(label_id: int) -> str | None:
+    """The ``TOTALSEG_STRUCTURES`` name of a TotalSegmentator v2 id, or None (background or an unlisted id)."""
+    return next((name for name, ids in TOTALSEG_STRUCTURES.items() if label_id in ids), None)
+
+
+def false_positive_components(pred, ref, spacing, ct=None, organ_map=None, top: int = FP_COMPONENTS) -> list[dict]:
+    """The ``top`` largest 26-connected regions of ``pred & ~ref``, largest first (see the module docstring).
+
+    ``levels`` compares the region's axial extent (axis 2, inferior -> superior in RAS) with the reference's:
+    ``above``/``below`` when it lies wholly beyond the reference's slices, else ``within``."""
+    from monai.transforms.utils import distance_transform_edt
+    from skimage.measure import label as connected_regions
+
+    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    fp = pred & ~ref
+    if not fp.any():
+        return []
+    regions = connected_regions(fp, connectivity=3)
+    sizes = np.bincount(regions.ravel())[1:]
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    tp, n_pred, n_ref = int(np.count_nonzero(pred & ref)), int(pred.sum()), int(ref.sum())
+    dist = distance_transform_edt((~ref)[None], sampling=[float(s) for s in spacing])[0] if n_ref else None
+    ref_z = np.flatnonzero(ref.any(axis=(0, 1)))
+    out = []
+    for k in np.argsort(-sizes, kind="stable")[:top]:
+        region = regions == k + 1
+        n = int(sizes[k])
+        z = np.flatnonzero(region.any(axis=(0, 1)))
+        levels = ("above" if n_ref and z[0] > ref_z[-1] else "below" if n_ref and z[-1] < ref_z[0] else "within")
+        item = {"ml": n * voxel_ml, "voxels": n, "levels": levels,
+                "median_distance_mm": float(np.median(dist[region])) if dist is not None else float("nan"),
+                "dice_without": 2.0 * tp / (n_pred - n + n_ref) if n_pred - n + n_ref else float("nan")}
+        if ct is not None:
+            item["mean_hu"] = float(np.asarray(ct)[region].mean())
+        if organ_map is not None:
+            ids = np.bincount(np.asarray(organ_map)[region].astype(np.int64).ravel())
+            named = [(int(c), _structure_name(i)) for i, c in enumerate(ids) if c and i]
+            named = [(c, name) for c, name in named if name]
+            item["structure"] = max(named)[1] if named and max(named)[0] * 2 > n else None
+        out.append(item)
+    return out
+
+
+def score_case(pred, ref, spacing, organ_map=None, box=None, ct=None) -> dict:
     """The benchmark's figures for one case; every input is on one voxel grid.
 
     Args:
@@ -101,6 +151,7 @@ def score_case(pred, ref, spacing, organ_map=None, box=None) -> dict:
         spacing: voxel size in mm.
         organ_map: a TotalSegmentator v2 map on the same grid, or None.
         box: the coarse box ``(start, end)`` in voxels of this grid, or None (no coarse stage ran).
+        ct: the CT in HU on the same grid, or None (the false-positive regions then carry no mean HU).
     """
     pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -122,6 +173,7 @@ def score_case(pred, ref, spacing, organ_map=None, box=None) -> dict:
         row["on_structure_voxels"] = {name: int(counts[list(ids)].sum()) for name, ids in TOTALSEG_STRUCTURES.items()}
         critical = sum(row["on_structure_voxels"][name] for name in OFF_TARGET_CRITICAL)
         row["critical_share"] = critical / n_pred if n_pred else 0.0
+    row["fp_components"] = false_positive_components(pred, ref, spacing, ct=ct, organ_map=organ_map)
     if box is not None:
         start, end = box
         inside = tuple(slice(int(s), int(e)) for s, e in zip(start, end))
@@ -255,6 +307,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def fp_table(rows: list[dict]) -> str:
+    """The largest false-positive regions of each case, one line each: where the Dice is lost."""
+    lines = ["| case | region | ml | mean HU | levels | median mm from reference | structure | Dice without it |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for k, c in enumerate(r.get("fp_components") or [], 1):
+            hu = f"{c['mean_hu']:.0f}" if "mean_hu" in c else "-"
+            lines.append(f"| {r['case']} | {k} | {c['ml']:.1f} | {hu} | {c['levels']} | "
+                         f"{_fmt(c['median_distance_mm'])} | {c.get('structure') or '-'} | {_fmt(c['dice_without'])} |")
+    return "\n".join(lines)
+
+
 def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint: str = str(BUNDLE / "models" / "coarse.pt"),
         coarse_to_fine: bool = True, cases: str | list | tuple | None = None, out_dir: str = str(BUNDLE / "eval" / "real_ct"),
         results: str | None = None, real_dir: str | None = None, threads: int | None = None, **overrides) -> list[dict]:
@@ -288,12 +352,12 @@ def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint
             os.replace(mask_path, final)
         ref = remap(load_on_grid(case.path("label", root), pred.shape, affine), case.label_map, binary=True)
         organ = load_on_grid(case.path("organ_map", root), pred.shape, affine) if case.organ_map else None
-        row = {"case": case.name, "trained_on_allowed": case.trainable, "seconds": seconds,
-               **score_case(pred, ref, spacing, organ, box)}
-        rows.append(row)
         ct, ct_affine = load_image_canonical(case.path("image", root))
         if ct.shape != pred.shape or not np.allclose(ct_affine, affine, atol=1e-3):
             raise RuntimeError(f"{case.name}: the mask is not on the input's grid ({pred.shape} vs {ct.shape})")
+        row = {"case": case.name, "trained_on_allowed": case.trainable, "seconds": seconds,
+               **score_case(pred, ref, spacing, organ, box, ct=ct)}
+        rows.append(row)
         panels.append(qc_row(ct, pred, ref, spacing, f"{case.name}  Dice {row['dice']:.3f}  recall {row['recall']:.3f}"
                                                      f"  FP {row['fp_ml']:.0f} ml"))
         print(f"{case.name}: Dice {row['dice']:.3f} ({seconds:.1f} s)", flush=True)
@@ -306,6 +370,7 @@ def run(checkpoint: str = str(BUNDLE / "models" / "model.pt"), coarse_checkpoint
     results_path.write_text(json.dumps(record, indent=1, default=float))
     png = montage(panels, out / "real_ct_montage.png")
     print(table(rows))
+    print(fp_table(rows))
     print(f"figures -> {results_path}; montage -> {png}")
     return rows
 

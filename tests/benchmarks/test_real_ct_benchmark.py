@@ -67,6 +67,30 @@ def test_levels_beyond_a_partial_reference_are_counted_apart():
     assert row["dice_in_ref_levels"] == pytest.approx(1.0)
 
 
+def test_false_positive_regions_are_ranked_placed_and_priced():
+    """Two false-positive regions beside a correct cube: the larger one, wholly above the reference and on the
+    aorta, comes first with its volume, mean HU, distance, structure and the Dice without it."""
+    shape = (30, 30, 40)                                   # RAS: axis 2 runs inferior -> superior
+    ref = _cube(shape, (10, 10, 5), (20, 20, 15))          # 1000 voxels, slices 5..14
+    pred = ref.copy()
+    pred[10:20, 10:20, 25:30] = 1                          # 500 voxels above it, 10 voxels from its top face
+    pred[2:4, 2:4, 8:10] = 1                               # 8 voxels within its levels, beside it
+    ct = np.full(shape, 40.0)
+    ct[:, :, 25:30] = 400.0
+    organ = np.zeros(shape, dtype=np.int32)
+    organ[10:20, 10:20, 25:30] = 52                        # aorta
+    row = real_ct.score_case(pred, ref, spacing=(1.0, 1.0, 2.0), organ_map=organ, ct=ct)
+    big, small = row["fp_components"]
+    assert big["voxels"] == 500 and big["ml"] == pytest.approx(1.0) and big["levels"] == "above"
+    assert big["mean_hu"] == pytest.approx(400.0) and big["structure"] == "aorta"
+    assert big["median_distance_mm"] == pytest.approx(2.0 * 13)  # slices 25..29 lie 11..15 slices of 2 mm above 14
+    assert big["dice_without"] == pytest.approx(2 * 1000 / (1008 + 1000))
+    assert small["voxels"] == 8 and small["levels"] == "within" and small["structure"] is None
+    assert small["dice_without"] == pytest.approx(2 * 1000 / (1500 + 1000))
+    assert "| 1 | 1.0 | 400 | above |" in real_ct.fp_table([{"case": "c", **row}])
+    assert real_ct.score_case(ref, ref, (1, 1, 1))["fp_components"] == []
+
+
 def test_empty_prediction_scores_zero():
     ref = _cube((10, 10, 10), (2, 2, 2), (6, 6, 6))
     row = real_ct.score_case(np.zeros_like(ref), ref, (1, 1, 1), organ_map=np.zeros((10, 10, 10)))
