@@ -127,3 +127,43 @@ def test_cached_data_set_and_the_mix(real_dir, tmp_path):
     assert [VALIDATION_CASE in v["image"] for v in data["validation"]] == [True]
     with pytest.raises(ValueError, match="data mix weights"):
         mixed_training_data({"realistic": 1.0}, real_dir=str(real_dir))
+
+
+def test_every_phantom_structure_has_a_template_tissue():
+    from scripts.data.phantom.structures import STRUCTURE_NAMES
+
+    assert set(synthesis.PHANTOM_TEMPLATE_IDS) == set(STRUCTURE_NAMES)
+    tissue = {n: synthesis.structure_tissue(i) for n, i in synthesis.PHANTOM_TEMPLATE_IDS.items()}
+    for bone in ("vertebra", "rib", "sternum", "clavicle", "scapula", "sacrum", "pelvis", "arm_bone"):
+        assert tissue[bone] == "cancellous", bone     # a bone's core; its shell becomes cortical in the template
+    assert tissue["aorta"] == tissue["left_ventricle"] == "blood" and tissue["myocardium"] == "myocardium"
+    assert tissue["subcutaneous_fat"] == "fat" and tissue["psoas"] == "muscle" and tissue["lung"] == "lung"
+
+
+def test_a_phantom_template_keeps_its_label_on_bone():
+    """A phantom anatomy as a template: its label is bone in the structure map (core and cortical shell), and after
+    synthesis the label lies on the bright voxels as for the real templates (>= 85 % above 100 HU)."""
+    tpl = synthesis.phantom_template(3, spacing=2.0)
+    lab = tpl["label"] > 0
+    assert lab.sum() > 1000 and tpl["name"] == "phantom_3"
+    assert set(np.vectorize(synthesis.structure_tissue)(np.unique(tpl["structure"][lab]))) == {"cancellous", "cortical"}
+    case = synthesis.synthesize(tpl, seed=1, density="normal", spacing_range=(2.0, 2.0), thick_slice_prob=0.0)
+    img, lab = case["image"].astype(np.float32), case["label"] > 0
+    assert (img[lab] > 100).mean() >= 0.85
+
+
+def test_phantom_templates_add_cases_after_the_real_ones(real_dir, tmp_path):
+    """phantom_templates=n appends n cases, each from its own phantom anatomy, and leaves the first cases as they
+    are without it (same bytes); the option is part of the cache key."""
+    plain = synthesis.make_dataset(str(tmp_path / "plain"), n_cases=2, real_dir=str(real_dir), progress=False, **FAST)
+    mixed = synthesis.make_dataset(str(tmp_path / "mixed"), n_cases=2, real_dir=str(real_dir), progress=False,
+                                   phantom_templates=2, **FAST)
+    records = json.loads((tmp_path / "mixed" / "synthesis_cases.json").read_text())
+    first = synthesis.PHANTOM_TEMPLATE_SEED
+    assert [r["template"] for r in records] == ["lidc_chest", "ts_example_ct", f"phantom_{first}", f"phantom_{first + 1}"]
+    for name in ("synth_000.nii.gz", "synth_001.nii.gz"):
+        assert (tmp_path / "plain" / "imagesTr" / name).read_bytes() == (tmp_path / "mixed" / "imagesTr" / name).read_bytes()
+    params = json.loads((tmp_path / "mixed" / "synthesis_params.json").read_text())
+    assert params["phantom_templates"] == 2 and "phantom_templates" not in json.loads(
+        (tmp_path / "plain" / "synthesis_params.json").read_text())
+    assert plain != mixed

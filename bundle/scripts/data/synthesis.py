@@ -17,11 +17,16 @@ Each **synthetic case** is one template under
 3. an acquisition: Gaussian point-spread function, a random slice thickness (``SimulateLowResolution`` along z),
    Gaussian noise, clipping to the CT range and int16 storage.
 
+A **phantom template** (``make_dataset(..., phantom_templates=n)``) is the same from one phantom anatomy
+(``scripts.data.phantom``'s structure map, :data:`PHANTOM_TEMPLATE_IDS`): the phantom's parametric anatomy (levels,
+habitus, arms, implants, ...) in every draw of appearance the real templates get, so no phantom intensity is left
+for a network to recognise.
+
 The label comes along with the deformation (the same resampling of one combined map), so image and label stay
 aligned. The cases are written once into a cached Decathlon-style folder; ``GENERATOR_VERSION`` is part of the cache
 key, so a change to the generator regenerates them.
 
-    python -m scripts.data.synthesis dataset --out_dir data/synth --n_cases 24 [--seed 0]
+    python -m scripts.data.synthesis dataset --out_dir data/synth --n_cases 24 [--seed 0] [--phantom_templates 24]
 """
 from __future__ import annotations
 
@@ -37,8 +42,8 @@ from scipy import ndimage as ndi
 from .label_maps import TOTALSEG_STRUCTURES, remap
 from .real_cases import REAL_DIR, RealCase, available_cases
 
-__all__ = ["GENERATOR_VERSION", "TISSUE_HU", "PHASES", "structure_tissue", "build_template", "synthesize",
-           "make_dataset", "template_cases"]
+__all__ = ["GENERATOR_VERSION", "TISSUE_HU", "PHASES", "PHANTOM_TEMPLATE_IDS", "structure_tissue", "build_template",
+           "phantom_template", "synthesize", "make_dataset", "template_cases"]
 
 GENERATOR_VERSION = 2
 PHASES = ("native", "arterial", "venous")
@@ -84,6 +89,8 @@ CORTEX = 1000
 #: 902 HU with 75 % of voxels above 500 HU, where the real CTs in ../shared measure 172-322 HU and 5-31 %; with 0.5 mm,
 #: 327 HU and 28 % (2 mm grid, 3 seeds per template).
 CORTEX_MM = 0.5
+#: phantom templates draw their anatomy from seeds PHANTOM_TEMPLATE_SEED + seed + j, apart from the phantom sets'
+PHANTOM_TEMPLATE_SEED = 100_000
 #: elastic deformation: control points every ELASTIC_CONTROL_MM, each displaced by N(0, 1) x U(0, ELASTIC_MM) mm
 ELASTIC_CONTROL_MM = 32.0
 ELASTIC_MM = 4.0
@@ -107,6 +114,20 @@ _TS_TISSUE: dict[str, tuple[int, ...]] = {  # TotalSegmentator v2 ids by tissue 
     + TOTALSEG_STRUCTURES["sternum"],
 }
 _DERIVED_TISSUE = {AIR: "air", FAT: "fat", SOFT: "soft_tissue", DENSE: "dense", GAS: "gas", MYOCARDIUM: "myocardium"}
+
+#: the template id of each phantom structure (``scripts.data.phantom.structures``): a TotalSegmentator v2 id of the
+#: same tissue, or a derived class. Metal is drawn as cortical bone (the tissue tables have no metal).
+PHANTOM_TEMPLATE_IDS: dict[str, int] = {
+    "air": AIR, "subcutaneous_fat": FAT, "body_wall_muscle": 80, "visceral_fat": FAT, "lung": 10, "lung_vessel": 53,
+    "airway": 16, "bowel_wall": 18, "bowel_content": 18, "stomach": 6, "liver": 5, "spleen": 1, "kidney": 2,
+    "perirenal_fat": FAT, "pericardial_fat": FAT, "myocardium": MYOCARDIUM, "left_ventricle": 51,
+    "right_ventricle": 51, "left_atrium": 51, "right_atrium": 51, "aorta": 52, "pulmonary_artery": 53,
+    "pulmonary_vein": 53, "svc": 62, "ivc": 63, "brachiocephalic_vein": 59, "carotid": 57, "calcification": DENSE,
+    "esophagus": 15, "thyroid": 17, "psoas": 88, "paraspinal_muscle": 86, "quadratus": 80, "intermuscular_fat": FAT,
+    "canal_csf": 4, "epidural_fat": FAT, "spinal_cord": 79, "disc": SOFT, "costal_cartilage": 117, "brain": 90,
+    "arm_fat": FAT, "arm_muscle": 80, "vertebra": 38, "rib": 92, "sternum": 116, "clavicle": 73, "scapula": 71,
+    "sacrum": 25, "pelvis": 77, "skull": 91, "arm_bone": 69, "metal": 91,
+}
 
 
 def structure_tissue(structure_id: int) -> str:
@@ -156,17 +177,36 @@ def build_template(case: RealCase, root: Path | None = None) -> dict:
     structure[free & (smooth >= -300) & (smooth < -30)] = FAT
     structure[free & (smooth >= -30) & (smooth < 180)] = SOFT
     structure[free & (smooth >= 180)] = DENSE
-    vertebra = remap(label, case.label_map) > 0
-    structure[vertebra & ~np.isin(structure, _TS_TISSUE["bone"])] = 38  # a vertebra voxel is bone (any vertebra id)
+    label = remap(label, case.label_map).astype(np.uint8)
     heart = np.isin(structure, TOTALSEG_STRUCTURES["heart"])
     if heart.any() and np.median(smooth[heart]) > 150:  # a contrast heart: its wall is darker than its blood
         structure[heart & (smooth < np.median(smooth[heart]) - 120)] = MYOCARDIUM
+    return _finish_template(structure, label, affine, case.name)
+
+
+def _finish_template(structure: np.ndarray, label: np.ndarray, affine: np.ndarray, name: str) -> dict:
+    """A template from its structure map (template ids) and VerSe label: every vertebra voxel is bone, and every bone
+    is split into a cortical shell and a cancellous core."""
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    structure = structure.astype(np.int16)
+    structure[(label > 0) & ~np.isin(structure, _TS_TISSUE["bone"])] = 38  # a vertebra voxel is bone (any vertebra id)
     bone = np.isin(structure, _TS_TISSUE["bone"])
     core = ndi.binary_erosion(bone, structure=np.ones((3, 3, 3), bool))
     structure[bone & ~core] += CORTEX
-    return {"structure": structure, "label": remap(label, case.label_map).astype(np.uint8), "affine": affine,
-            "spacing": spacing, "name": case.name,
-            "cortex_fraction": float(np.clip(CORTEX_MM / float(np.mean(spacing)), 0.1, 1.0))}
+    return {"structure": structure, "label": label.astype(np.uint8), "affine": affine, "spacing": spacing,
+            "name": name, "cortex_fraction": float(np.clip(CORTEX_MM / float(np.mean(spacing)), 0.1, 1.0))}
+
+
+def phantom_template(seed: int, spacing: float = 1.5) -> dict:
+    """The template of one phantom anatomy (``generate_case(seed)`` on an isotropic RAS grid of ``spacing`` mm):
+    its structure map through :data:`PHANTOM_TEMPLATE_IDS`, its vertebra label as the target."""
+    from .phantom.generator import generate_case
+    from .phantom.structures import STRUCTURE_NAMES
+
+    case = generate_case(int(seed), spacing=(spacing,) * 3, orientation="RAS", structures=True)
+    lut = np.array([PHANTOM_TEMPLATE_IDS[n] for n in STRUCTURE_NAMES], dtype=np.int16)
+    return _finish_template(lut[case["structures"]], case["label"], np.asarray(case["affine"], float),
+                            f"phantom_{int(seed)}")
 
 
 # ---- one synthetic case -------------------------------------------------------------------------------------------
@@ -276,7 +316,8 @@ def _synthesize_task(task: tuple) -> dict:
 
     template, seed, image, label, kw = task
     t0 = time.perf_counter()
-    case = synthesize(_TEMPLATES[template], seed=seed, **kw)
+    anatomy = phantom_template(template[1]) if isinstance(template, tuple) else _TEMPLATES[template]
+    case = synthesize(anatomy, seed=seed, **kw)
     _save_nifti(case["image"], case["affine"], image)
     _save_nifti(case["label"], case["affine"], label)
     return {"template": case["template"], "phase": case["phase"], "density": case["density"],
@@ -284,12 +325,14 @@ def _synthesize_task(task: tuple) -> dict:
 
 
 def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str | None = None,
-                 progress: bool = True, workers: int = 1, **kw) -> str:
+                 progress: bool = True, workers: int = 1, phantom_templates: int = 0, **kw) -> str:
     """Write ``n_cases`` synthetic cases, cycling over the templates, as ``imagesTr/`` + ``labelsTr/`` with a
     ``dataset.json`` (cached: a folder made with the same arguments and ``GENERATOR_VERSION`` is reused; written
     atomically), and ``synthesis_cases.json``: each case's template, draws and generation time. ``kw`` goes to
-    :func:`synthesize`. Case ``i`` uses seed ``seed + i``. ``workers`` processes write the cases (the same files;
-    not part of the cache key)."""
+    :func:`synthesize`. Case ``i`` uses seed ``seed + i``. ``phantom_templates`` more cases follow, each from its
+    own phantom anatomy (:func:`phantom_template`, anatomy seed ``PHANTOM_TEMPLATE_SEED + seed + j``); the first
+    ``n_cases`` stay as they are without them. ``workers`` processes write the cases (the same files; not part of the
+    cache key)."""
     from .phantom.dataset import _jsonable
 
     root = Path(real_dir) if real_dir else REAL_DIR
@@ -297,10 +340,16 @@ def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str |
     if not cases:
         raise ValueError(f"{root}: no template (a trainable real case with a full TotalSegmentator map) found")
     out = Path(out_dir)
-    params = _jsonable({"generator_version": GENERATOR_VERSION, "n_cases": int(n_cases), "seed": int(seed),
-                        "templates": [c.name for c in cases], "kw": {k: kw[k] for k in sorted(kw)}})
+    params = {"generator_version": GENERATOR_VERSION, "n_cases": int(n_cases), "seed": int(seed),
+              "templates": [c.name for c in cases], "kw": {k: kw[k] for k in sorted(kw)}}
+    if phantom_templates:   # absent when 0, so the data sets made before the option keep their cache key
+        from .phantom import GENERATOR_VERSION as phantom_version
+
+        params.update(phantom_templates=int(phantom_templates), phantom_generator_version=phantom_version)
+    params = _jsonable(params)
     pfile = out / "synthesis_params.json"
-    names = [f"synth_{i:03d}.nii.gz" for i in range(int(n_cases))]
+    total = int(n_cases) + int(phantom_templates)
+    names = [f"synth_{i:03d}.nii.gz" for i in range(total)]
     if pfile.is_file() and json.loads(pfile.read_text()) == params and all(
             (out / d / nm).is_file() for d in ("imagesTr", "labelsTr") for nm in names):
         return str(out)
@@ -312,8 +361,10 @@ def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str |
     try:
         from .workers import map_cases
 
-        tasks = [(cases[i % len(cases)].name, int(seed) + i, str(tmp / "imagesTr" / names[i]),
-                  str(tmp / "labelsTr" / names[i]), kw) for i in range(int(n_cases))]
+        sources = [cases[i % len(cases)].name for i in range(int(n_cases))] + [
+            ("phantom", PHANTOM_TEMPLATE_SEED + int(seed) + j) for j in range(int(phantom_templates))]
+        tasks = [(source, int(seed) + i, str(tmp / "imagesTr" / names[i]), str(tmp / "labelsTr" / names[i]), kw)
+                 for i, source in enumerate(sources)]
         try:
             done = map_cases(_synthesize_task, tasks, workers, "synthesis", progress, _set_templates, (templates,))
         finally:
@@ -335,9 +386,10 @@ def make_dataset(out_dir: str, n_cases: int = 24, seed: int = 0, real_dir: str |
     return str(out)
 
 
-def dataset(out_dir: str = "data/synth", n_cases: int = 24, seed: int = 0, real_dir: str | None = None) -> None:
+def dataset(out_dir: str = "data/synth", n_cases: int = 24, seed: int = 0, real_dir: str | None = None,
+            phantom_templates: int = 0) -> None:
     """CLI: write (or reuse) a synthetic data set and print where it is."""
-    print(make_dataset(out_dir, n_cases=n_cases, seed=seed, real_dir=real_dir))
+    print(make_dataset(out_dir, n_cases=n_cases, seed=seed, real_dir=real_dir, phantom_templates=phantom_templates))
 
 
 if __name__ == "__main__":
