@@ -13,6 +13,9 @@ resampled by world coordinates, so a label on another grid, such as the DICOM ca
 * with a full TotalSegmentator map: the predicted voxels on each structure of
   ``label_maps.TOTALSEG_STRUCTURES`` and ``critical_share``, the share of all predicted voxels that lie on the
   heart, aorta, kidneys, ribs, scapulae or sternum (``label_maps.OFF_TARGET_CRITICAL``);
+* ``fp_boundary_ml`` and ``fn_boundary_ml``: the false positives within the boundary band outside the reference and
+  the misses within it inside (the band: :data:`BOUNDARY_MM`, or one voxel where voxels are coarser). Both large
+  is a boundary that wanders; one much larger than the other, a mask drawn wider (or narrower) than the reference;
 * ``fp_components``: the largest connected false-positive regions (26-connected), each with its volume, mean HU,
   median distance to the reference, axial position against the reference's levels (``above``, ``below``,
   ``within``), the TotalSegmentator structure under most of it (with a full map) and ``dice_without``, the case's
@@ -57,12 +60,15 @@ from scripts.metrics import case_metrics  # noqa: E402
 
 logger = logging.getLogger("real_ct")
 
+#: width of the boundary band of ``fp_boundary_ml`` / ``fn_boundary_ml``: one voxel of the models' 2 mm grid
+BOUNDARY_MM = 2.0
+
 #: how many false-positive regions each case reports, largest first
 FP_COMPONENTS = 3
 
 #: the columns of the printed table, in order
 TABLE_COLUMNS = ("dice", "hd95_mm", "recall", "pred_ml", "fp_ml", "fp_beyond_ref_levels_ml", "dice_in_ref_levels",
-                 "critical_share", "box_spine_share", "box_volume_share")
+                 "fp_boundary_ml", "fn_boundary_ml", "critical_share", "box_spine_share", "box_volume_share")
 
 
 # ---- geometry -------------------------------------------------------------------------------------------------
@@ -173,6 +179,15 @@ def score_case(pred, ref, spacing, organ_map=None, box=None, ct=None) -> dict:
         row["on_structure_voxels"] = {name: int(counts[list(ids)].sum()) for name, ids in TOTALSEG_STRUCTURES.items()}
         critical = sum(row["on_structure_voxels"][name] for name in OFF_TARGET_CRITICAL)
         row["critical_share"] = critical / n_pred if n_pred else 0.0
+    if n_ref:
+        from monai.transforms.utils import distance_transform_edt
+
+        band = max(BOUNDARY_MM, max(float(x) for x in spacing))
+        sampling = [float(x) for x in spacing]
+        outside = distance_transform_edt((~ref)[None], sampling=sampling)[0]
+        inside = distance_transform_edt(ref[None], sampling=sampling)[0]
+        row["fp_boundary_ml"] = int(np.count_nonzero(pred & ~ref & (outside <= band))) * voxel_ml
+        row["fn_boundary_ml"] = int(np.count_nonzero(ref & ~pred & (inside <= band))) * voxel_ml
     row["fp_components"] = false_positive_components(pred, ref, spacing, ct=ct, organ_map=organ_map)
     if box is not None:
         start, end = box

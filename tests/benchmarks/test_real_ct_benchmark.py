@@ -41,6 +41,9 @@ def test_scores_of_a_constructed_case():
     assert row["critical_share"] == pytest.approx(108 / n_pred)
     assert row["box_spine_share"] == pytest.approx(1.0)  # the box x 0..20 holds the whole reference
     assert row["box_volume_share"] == pytest.approx(0.5)
+    # the shift: 2 slices of 100 voxels gained past the reference's x face and 2 lost at the other, within the 2 mm
+    # band along x (1 mm voxels there); the rib's overhang is one of the gained slices
+    assert row["fp_boundary_ml"] == pytest.approx(200 * 1e-3) and row["fn_boundary_ml"] == pytest.approx(200 * 1e-3)
     assert row["hd95_mm"] > 0
 
 
