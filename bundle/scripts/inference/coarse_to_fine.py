@@ -95,9 +95,9 @@ class CoarseToFineInferer(SlidingWindowInferer):
             at the image's faces least well (on ts_example_ct the clipped T11 in the top slice fell outside).
         align_windows: start the box on the whole-volume path's window grid (multiples of the window stride) and
             size it to whole strides, so that its windows are those of ``coarse_to_fine=False``; only voxels within
-            a stride of an inner box face then see fewer windows than on the whole volume. Measured with the
-            shipped 2 mm weights on the real CTs: Dice within 0.002 of the whole-volume path on every case (0.015
-            and 0.021 apart without it), but a box of 2.6x the volume on lidc_chest (0.63 of the CT, not 0.25).
+            a stride of an inner box face then see fewer windows than on the whole volume. Off by default: the
+            box grows by up to a stride per face (Dice, box, time and memory against the default with the shipped
+            weights: ``docs/align_windows.json``).
         coarse_to_fine: False = plain :class:`SlidingWindowInferer` on the input as given.
         fold_bn: fold BatchNorm into the convolutions of an eval-mode fine network (and of the coarse one).
         channels_last: run both networks in channels-last 3D memory format.
