@@ -242,6 +242,36 @@ def test_largest_component_in_the_box_equals_monais_on_the_whole_volume():
     assert int(KeepLargestConnectedComponentInBoxd("pred")({"pred": empty})["pred"].sum()) == 0
 
 
+def test_a_weak_bridge_away_from_the_confident_core_is_dropped_in_mm():
+    """A confident column (0.9), a weak slab (0.6) touching it and running 10 mm away, and a weak blob off the column
+    with its own small confident spot: at 2 mm voxels and a 4 mm margin, the slab keeps its first 2 voxels, the
+    blob (another component) goes, and the column itself is untouched."""
+    from scripts.inference.postprocess import KeepNearConfidentCored
+
+    prob = torch.zeros(1, 20, 20, 30)
+    prob[:, 8:12, 8:12, :] = 0.9                    # the spine: the largest confident component
+    prob[:, 12:17, 8:12, 10:20] = 0.6               # a weak bridge on its face, 5 voxels = 10 mm deep
+    prob[:, 0:4, 0:4, 0:4] = 0.6                     # a weak blob far away ...
+    prob[:, 1, 1, 1] = 0.95                          # ... around a small confident spot of its own
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    out = KeepNearConfidentCored("pred", core_threshold=0.7, margin_mm=4.0)(
+        {"pred": MetaTensor(prob.clone(), affine=affine)})["pred"]
+    assert torch.equal(out[:, 8:12, 8:12, :], prob[:, 8:12, 8:12, :])
+    assert torch.all(out[:, 12:14, 8:12, 10:20] == 0.6)       # 2 and 4 mm from the core: kept
+    assert torch.all(out[:, 14:17, 8:12, 10:20] == 0)         # 6 mm and farther: dropped
+    assert float(out[:, 0:4, 0:4, 0:4].sum()) == 0.0
+    # the margin is in mm: at 1 mm voxels the same 4 mm keeps 4 voxels of the bridge
+    out1 = KeepNearConfidentCored("pred", margin_mm=4.0)({"pred": MetaTensor(prob.clone(), affine=torch.eye(4))})["pred"]
+    assert torch.all(out1[:, 12:16, 8:12, 10:20] == 0.6) and torch.all(out1[:, 16, 8:12, 10:20] == 0)
+    # nothing confident: the map is left as it is
+    weak = torch.full((1, 6, 6, 6), 0.6)
+    assert torch.equal(KeepNearConfidentCored("pred")({"pred": weak.clone()})["pred"], weak)
+    with pytest.raises(ValueError, match="one-channel"):
+        KeepNearConfidentCored("pred")({"pred": torch.zeros(2, 4, 4, 4)})
+    with pytest.raises(ValueError, match="core_threshold"):
+        KeepNearConfidentCored("pred", core_threshold=1.5)
+
+
 def test_a_box_face_near_the_image_face_is_moved_out_to_it():
     """The spine runs on through the field of view: a box face within ``snap_mm`` of the image's face goes out to
     it (ts_example_ct's clipped top vertebra fell outside otherwise); faces farther in stay where they are."""
