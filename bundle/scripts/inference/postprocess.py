@@ -81,12 +81,12 @@ class KeepNearConfidentCored(MapTransform):
             box = (slice(None), *(slice(max(0, s - r), min(n, e + r))
                                   for s, e, r, n in zip(start, end, reach, prob.shape[1:])))
             inside = prob[box]
-            core = get_largest_connected_component_mask(np.asarray(inside[0] > self.core_threshold))
+            core = get_largest_connected_component_mask((inside[0] > self.core_threshold).cpu().numpy())  # CUDA too
             near = core.astype(np.uint8)
             for axis, r in enumerate(reach):  # a cuboid of +-reach voxels: separable, one byte per voxel
                 if r:
                     near = maximum_filter1d(near, size=2 * r + 1, axis=axis, mode="constant")
-            inside[0][torch.from_numpy(near == 0)] = 0
+            inside[0][torch.from_numpy(near == 0).to(inside.device)] = 0
             kept = inside.clone()
             prob.zero_()
             prob[box] = kept
