@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
+from monai.data.utils import affine_to_spacing
 from monai.transforms import KeepLargestConnectedComponent, MapTransform
 from monai.transforms.utils import generate_spatial_bounding_box, get_largest_connected_component_mask
 from scipy.ndimage import maximum_filter1d
@@ -72,8 +73,7 @@ class KeepNearConfidentCored(MapTransform):
             if prob.shape[0] != 1:
                 raise ValueError(f"{key}: KeepNearConfidentCored takes a one-channel probability map, "
                                  f"got {prob.shape[0]} channels")
-            affine = prob.affine if isinstance(prob, MetaTensor) else torch.eye(4)
-            spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+            spacing = affine_to_spacing(prob.affine, r=3).tolist() if isinstance(prob, MetaTensor) else [1.0] * 3
             start, end = generate_spatial_bounding_box(prob, select_fn=lambda x: x > self.core_threshold)
             if any(e <= s for s, e in zip(start, end)):
                 continue  # no confident voxel: nothing to anchor a margin on
